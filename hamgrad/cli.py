@@ -1,0 +1,67 @@
+"""The ``hamgrad`` command line: one sub-command per module in :mod:`hamgrad.commands`.
+
+Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
+Modules keep heavy imports (torch, h5py) inside ``run`` so ``hamgrad --help`` stays fast.
+A ``ValueError``/``TypeError``/``OSError`` raised by a command becomes one line on stderr and exit
+status 2, never a traceback (set ``HAMGRAD_DEBUG=1`` to see the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+# sub-command name -> module in hamgrad.commands
+COMMANDS: dict[str, str] = {
+    "systems": "systems",
+    "generate": "generate",
+    "inspect": "inspect",
+    "train": "train",
+    "evaluate": "evaluate",
+    "compare": "compare",
+    "fields": "fields",
+    "demo": "demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every available sub-command."""
+    from hamgrad import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="hamgrad", description="Learning Hamiltonian dynamics with gradient networks."
+    )
+    parser.add_argument("--version", action="version", version=f"hamgrad {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(f"hamgrad.commands.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"hamgrad.commands.{module_name}":
+                continue  # command not available in this build
+            raise
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script and of ``python -m hamgrad``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("hamgrad: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, RuntimeError, KeyError) as exc:
+        if os.environ.get("HAMGRAD_DEBUG"):
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"hamgrad {args.command}: error: {message}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""hamgrad.integrators: symplectic, implicit and torchdiffeq integrators behind one ``rollout()``."""

@@ -13,7 +13,9 @@ from benchmarks.harness import write_results
 def available() -> list[str]:
     here = Path(__file__).resolve().parent
     return sorted(
-        m.name[len("bench_") :] for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_")
+        m.name[len("bench_") :]
+        for m in pkgutil.iter_modules([str(here)])
+        if m.name.startswith("bench_")
     )
 
 

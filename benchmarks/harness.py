@@ -88,7 +88,10 @@ def write_report() -> None:
         data = json.loads(path.read_text())
         env = data.get("env", {})
         lines += [f"## {data['benchmark']}", ""]
-        lines += ["| what | ours | peer | ratio | target | met | command |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| what | ours | peer | ratio | target | met | command |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in data["rows"]:
             met = r.get("met")
             lines.append(

@@ -42,4 +42,6 @@ def list_systems(kind: str | None = None) -> list[str]:
     """Registered names, sorted; ``kind`` filters: ``"dynamics"`` or ``"field"``."""
     if kind is not None:
         check_choice("kind", kind, ["dynamics", "field"])
-    return sorted(n for n, c in _REGISTRY.items() if kind is None or getattr(c, "kind", None) == kind)
+    return sorted(
+        n for n, c in _REGISTRY.items() if kind is None or getattr(c, "kind", None) == kind
+    )

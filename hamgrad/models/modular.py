@@ -1,0 +1,186 @@
+"""Modular gradient networks: GradNet-M and mGradNet-M (``reference/gradnets.md``).
+
+``K`` modules, each with its own ``W_k ∈ R^{h×d}``, ``b_k ∈ R^h``, scalar inverse temperature
+``β_k`` and activation ``σ_k = ∇ψ_k``; global scalar weights ``α_k`` and an output bias ``c``::
+
+    module_k(x) = W_kᵀ σ_k(β̃_k (W_k x + b_k)),   β̃_k = sp(β_k)
+    f(x)        = c + Σ_k α̃_k module_k(x)
+    F(x)        = cᵀx + Σ_k (α̃_k / β̃_k) ψ_k(β̃_k (W_k x + b_k))       (closed-form potential)
+
+mGradNet-M: ``α̃ = sp(α) ≥ 0`` and monotone activations; GradNet-M: ``α̃ = α`` of any sign and the
+general activations. Softmax-family (group) and tanh-family (elementwise) activations both work.
+
+Parameters: ``K(h·d + h + 1) + K + d`` plus the activations' (2 per module for wsoftmax).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hamgrad.models.activations import (
+    ACTIVATION_NAMES,
+    GroupActivation,
+    activation_param_count,
+    log_cosh,
+    make_activation,
+)
+from hamgrad.models.base import GradientModel, like
+from hamgrad.models.modular_kernel import softmax_pair_core
+from hamgrad.validation import check_choice, check_positive_int
+
+
+def _check_activation(activation: object) -> str:
+    if not isinstance(activation, str):
+        raise TypeError(
+            f"activation must be a string, got {activation!r} ({type(activation).__name__})"
+        )
+    return check_choice("activation", activation, ACTIVATION_NAMES)
+
+
+class ModularGradNet(GradientModel):
+    """GradNet-M (``monotone=False``) or mGradNet-M (``monotone=True``).
+
+    Args:
+        dim: input/output size d.
+        width: hidden units h per module.
+        modules: number of modules K (default 4).
+        activation: ``"wsoftmax"`` (default), ``"softmax"``, ``"wtanh"`` or ``"tanh"``.
+        monotone: build the monotone network.
+        fused: evaluate all modules at once with one stacked weight matrix and the fused softmax
+            kernel (:mod:`hamgrad.models.modular_kernel`); ``False`` loops over the modules
+            literally (same values, slower).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        width: int,
+        *,
+        modules: int = 4,
+        activation: str = "wsoftmax",
+        monotone: bool = True,
+        fused: bool = True,
+    ) -> None:
+        dim = check_positive_int("dim", dim)
+        width = check_positive_int("width", width)
+        n_modules = check_positive_int("modules", modules)
+        activation = _check_activation(activation)
+        super().__init__(dim)
+        self.width = width
+        self.n_modules = n_modules
+        self.activation = activation
+        self.monotone = bool(monotone)
+        self.name = "mgradnet-m" if self.monotone else "gradnet-m"
+        self.fused = bool(fused)
+
+        self.weight = nn.Parameter(torch.empty(n_modules, width, dim))
+        self.bias = nn.Parameter(torch.empty(n_modules, width))
+        self.beta = nn.Parameter(torch.empty(n_modules))
+        self.alpha = nn.Parameter(torch.empty(n_modules))
+        self.out_bias = nn.Parameter(torch.empty(dim))
+        self.acts = nn.ModuleList(
+            make_activation(activation, width, monotone=self.monotone) for _ in range(n_modules)
+        )
+        self.reset_parameters()
+
+    @staticmethod
+    def param_count(
+        dim: int, width: int, *, modules: int = 4, activation: str = "wsoftmax"
+    ) -> int:
+        """Number of parameters of the network built with these arguments."""
+        _check_activation(activation)
+        act = activation_param_count(activation, width)
+        return modules * (width * dim + width + 1 + act) + modules + dim
+
+    def reset_parameters(self) -> None:
+        """The authors' initialisation (``reference/gradnets.md``)."""
+        rd, rh = 1.0 / math.sqrt(self.dim), 1.0 / math.sqrt(self.width)
+        with torch.no_grad():
+            nn.init.uniform_(self.weight, -rd, rd)
+            nn.init.uniform_(self.bias, -rd, rd)
+            nn.init.uniform_(self.beta, 0.0, 1.0)
+            if self.monotone:
+                nn.init.uniform_(self.alpha, 0.0, 1.0)
+            else:
+                nn.init.normal_(self.alpha, 0.0, 1.0)
+            nn.init.uniform_(self.out_bias, -rh, rh)
+
+    @property
+    def group(self) -> bool:
+        """Whether the activation is a softmax-family (group) activation."""
+        return isinstance(self.acts[0], GroupActivation)
+
+    def _scalings(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        beta_t = F.softplus(like(self.beta, x))
+        alpha = like(self.alpha, x)
+        return beta_t, (F.softplus(alpha) if self.monotone else alpha)
+
+    def _pre_activations(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``u_k = β̃_k (W_k x + b_k)`` for all modules, ``(N, K, h)``, and the weights ``(K·h, d)``."""
+        k, h, d = self.weight.shape
+        weight = like(self.weight, x).reshape(k * h, d)
+        beta_t, _ = self._scalings(x)
+        s = (x @ weight.T).reshape(-1, k, h)
+        u = (s + like(self.bias, x)) * beta_t[:, None]
+        return u, weight
+
+    def _stacked_coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pq = [act.coefficients(x.dtype, x.device) for act in self.acts]
+        return torch.stack([a for a, _ in pq]), torch.stack([b for _, b in pq])
+
+    def _field(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fused:
+            return self._field_literal(x)
+        u, weight = self._pre_activations(x)
+        _, alpha_t = self._scalings(x)
+        c1, c2 = self._stacked_coefficients(x)
+        if self.group:
+            v = softmax_pair_core(u, alpha_t * c1, alpha_t * c2)
+        else:
+            a = alpha_t[:, None]
+            v = (a * c1) * torch.tanh(u) + (a * c2) * u
+        return torch.addmm(like(self.out_bias, x), v.reshape(v.shape[0], -1), weight)
+
+    def _field_literal(self, x: torch.Tensor) -> torch.Tensor:
+        """The published equations, one module at a time."""
+        beta_t, alpha_t = self._scalings(x)
+        weight, bias = like(self.weight, x), like(self.bias, x)
+        out = like(self.out_bias, x).expand(x.shape[0], self.dim)
+        for k in range(self.n_modules):
+            u = beta_t[k] * (x @ weight[k].T + bias[k])
+            out = out + alpha_t[k] * (self.acts[k](u) @ weight[k])
+        return out
+
+    def _potential(self, x: torch.Tensor) -> torch.Tensor:
+        u, _ = self._pre_activations(x)
+        beta_t, alpha_t = self._scalings(x)
+        c1, c2 = self._stacked_coefficients(x)
+        if self.group:
+            psi = c1 * torch.logsumexp(u, -1) + c2 * torch.logsumexp(-u, -1)  # (N, K)
+        else:
+            psi = (c1 * log_cosh(u) + 0.5 * c2 * u * u).sum(-1)
+        return psi @ (alpha_t / beta_t) + x @ like(self.out_bias, x)
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, width={self.width}, modules={self.n_modules}, "
+            f"activation={self.activation!r}, monotone={self.monotone}, fused={self.fused}"
+        )
+
+
+class GradNetM(ModularGradNet):
+    """GradNet-M: modular gradient network of a general smooth potential."""
+
+    def __init__(self, dim: int, width: int, **options) -> None:
+        super().__init__(dim, width, monotone=False, **options)
+
+
+class MGradNetM(ModularGradNet):
+    """mGradNet-M: modular monotone gradient network (convex potential)."""
+
+    def __init__(self, dim: int, width: int, **options) -> None:
+        super().__init__(dim, width, monotone=True, **options)

@@ -379,6 +379,24 @@ def generate(
         "noise_std": noise_std,
         "config": to_json(config),
     }
+    from hamgrad import distributed
+
+    if distributed.init_process_group():  # under torchrun: one shard per rank, then a joined file
+        from hamgrad.datasets.sharded import generate_sharded
+
+        return generate_sharded(
+            path,
+            sys_obj,
+            plan,
+            root_attrs,
+            volatile=VOLATILE_CONFIG,
+            compression=compression,
+            compression_opts=compression_opts,
+            batches_per_chunk=batches_per_chunk,
+            progress=progress,
+            name=resolved.name,
+            overwrite=overwrite,
+        )
 
     def create(f: h5py.File) -> None:
         opts = {"compression": compression, "compression_opts": compression_opts}
@@ -402,6 +420,9 @@ def generate(
             if not np.isfinite(f[split][name][row]).all():
                 raise ValueError(f"{split}/{name}[{row}] was not written")
 
+    if compression is None:  # the size is known: refuse to start when the disk is too full
+        row_values = (n_steps + 1) * (4 * n + 1) + len(plan.vary)
+        partial.check_free_space(path, 8 * n_trajectories * row_values)
     f, done = partial.open_partial(
         path,
         root_attrs=root_attrs,
@@ -415,7 +436,9 @@ def generate(
     except (DivergenceError, ConvergenceError, ValueError, TypeError):
         partial.discard(f, path)  # a rerun would fail the same way
         raise
-    except BaseException:
+    except BaseException as exc:
+        if partial.is_write_failure(exc):  # disk full or I/O error: a clear error, no file left
+            raise partial.write_failed(f, path, exc) from None
         f.close()  # keep the partial file: a rerun resumes from its last recorded chunk
         raise
     partial.finalize(f, path)

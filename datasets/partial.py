@@ -15,6 +15,7 @@ that a rerun can find it; the rename is done the same way (``os.replace`` after 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -140,7 +141,9 @@ def open_partial(
         create(f)
         f.attrs[PROGRESS_ATTR] = 0
         f.flush()
-    except BaseException:
+    except BaseException as exc:
+        if is_write_failure(exc):  # e.g. disk full while laying out the file
+            raise write_failed(f, path, exc) from None
         f.close()
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -156,10 +159,13 @@ def record_progress(f: h5py.File, n_written: int) -> None:
 
 def finalize(f: h5py.File, path: Path) -> None:
     """Set ``complete`` (last), close, fsync and rename the partial file to ``path``."""
-    del f.attrs[PROGRESS_ATTR]
-    f.attrs["complete"] = True
-    f.flush()
-    f.close()
+    try:
+        del f.attrs[PROGRESS_ATTR]
+        f.attrs["complete"] = True
+        f.flush()
+        f.close()
+    except WRITE_ERRORS as exc:  # disk full: remove the partial file, say so
+        raise write_failed(f, path, exc) from None
     tmp = partial_path(path)
     fsync_path(tmp)
     os.replace(tmp, path)
@@ -173,3 +179,69 @@ def discard(f: h5py.File, path: Path) -> None:
         f.close()
     with contextlib.suppress(FileNotFoundError):
         partial_path(path).unlink()
+
+
+#: What h5py raises when the operating system refuses a write (disk full, I/O error, quota).
+WRITE_ERRORS = (OSError, RuntimeError)
+
+
+def is_write_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the operating system refusing a write (not a bug or a bad argument)."""
+    if isinstance(exc, OSError):
+        return True
+    return isinstance(exc, RuntimeError) and (
+        "write failed" in str(exc) or _errno_of(exc) is not None
+    )
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    import re
+
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    found = re.search(r"errno = (\d+)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+def write_failed(f: h5py.File, path: Path, exc: BaseException) -> OSError:
+    """After a failed write: remove the partial file of ``path``; return a one-line OSError.
+
+    HDF5 cannot close a file whose metadata it failed to write (on a full disk it fails again, and
+    may crash the process at exit), so the partial file is first truncated to free its space, then
+    closed and deleted: nothing is left behind, and the error says why the write failed.
+    """
+    tmp = partial_path(path)
+    with contextlib.suppress(OSError):
+        os.truncate(tmp, 0)
+    with contextlib.suppress(Exception):
+        f.close()
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    code = _errno_of(exc)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = os.strerror(code) if code else first
+    error = OSError(
+        f"cannot write {str(path)!r}: {reason}; the unfinished file was removed"
+        + (" (free some disk space and run the command again)" if code == errno.ENOSPC else "")
+    )
+    error.errno = code
+    return error
+
+
+def check_free_space(path: str | os.PathLike, n_bytes: int) -> None:
+    """Refuse to start writing about ``n_bytes`` to ``path`` when its file system has less free."""
+    path = Path(path)
+    try:
+        stat = os.statvfs(path.parent)
+    except (OSError, AttributeError):
+        return  # unknown: the write itself will tell
+    free = stat.f_bavail * stat.f_frsize
+    if tmp_size := (partial_path(path).stat().st_size if partial_path(path).exists() else 0):
+        n_bytes -= tmp_size
+    if n_bytes > free:
+        error = OSError(
+            f"cannot write {str(path)!r}: not enough free disk space (the file needs about "
+            f"{n_bytes / 1e6:.1f} MB, {free / 1e6:.1f} MB are free in {str(path.parent)!r})"
+        )
+        error.errno = errno.ENOSPC
+        raise error

@@ -85,12 +85,45 @@ def check_root(f: h5py.File, path: Path, expected_format: str) -> dict[str, Any]
             f"{str(path)!r} has schema_version {version!r}; this hamgrad reads "
             f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))} (a newer file needs a newer hamgrad)"
         )
+    _check_consistency(path, attrs, expected_format)
     if attrs.get("complete") is not True:
         raise DataFormatError(
             f"{str(path)!r} is incomplete (its 'complete' attribute is not true): "
             "its generation did not finish; generate it again"
         )
     return attrs
+
+
+#: Root attributes repeated inside ``config`` (key in config -> attribute), per format.
+_CONFIG_MIRRORS = {
+    FORMAT_TRAJECTORIES: {
+        "system": "system",
+        "params": "system_params",
+        "dt": "dt",
+        "n_steps": "n_steps",
+        "seed": "seed",
+        "noise_std": "noise_std",
+    },
+    FORMAT_FIELDS: {"system": "system", "params": "system_params", "seed": "seed"},
+}
+
+
+def _check_consistency(path: Path, attrs: dict[str, Any], fmt: str) -> None:
+    """The text attributes live in HDF5's global heap, which has no checksum: cross-check them.
+
+    ``config`` repeats the system, its parameters and the numeric settings, which are also stored
+    as checksummed numeric attributes; a corrupted text attribute makes them disagree.
+    """
+    config = attrs.get("config")
+    if not isinstance(config, dict):
+        raise DataFormatError(
+            f"{str(path)!r} is corrupt: its 'config' attribute is not a JSON object"
+        )
+    for key, attr in _CONFIG_MIRRORS[fmt].items():
+        if key not in config or attr not in attrs or config[key] != attrs[attr]:
+            raise DataFormatError(
+                f"{str(path)!r} is corrupt: attribute {attr!r} disagrees with config[{key!r}]"
+            )
 
 
 def split_names(f: h5py.File) -> list[str]:
@@ -118,6 +151,9 @@ def open_checked(path: str | os.PathLike, expected_format: str) -> Iterator[tupl
     try:
         try:
             attrs = check_root(f, path, expected_format)
+            from hamgrad.datasets.sharded import check_shards
+
+            check_shards(f, path)  # a file joining shards (distributed generation) needs them all
             yield f, attrs
         except DataFormatError:
             raise

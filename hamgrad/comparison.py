@@ -128,25 +128,23 @@ def _run_or_resume(
     progress: bool,
     description: str,
 ):
-    from hamgrad.train import train_dynamics
+    """Train into ``run_dir``; continue (or reuse) a run there only if it has the same settings."""
+    from hamgrad.checkpoints import read_run_config
+    from hamgrad.train import TrainConfig, train_dynamics
 
     resume = (run_dir / "config.json").is_file()
-    try:
-        return train_dynamics(
-            data,
-            run_dir,
-            resume=resume,
-            progress=progress,
-            description=description,
-            **settings,
-        )
-    except CheckpointError as exc:
-        if resume:
+    if resume:
+        stored = read_run_config(run_dir).get("train", {})
+        wanted = TrainConfig(**settings).to_dict()
+        diff = sorted(k for k, v in wanted.items() if stored.get(k) != v)
+        if diff:
             raise CheckpointError(
-                f"{run_dir} holds a run with other settings ({exc}); remove it or choose another "
-                "output directory"
-            ) from exc
-        raise
+                f"{str(run_dir)!r} holds a run with other settings ({', '.join(diff)}); "
+                "remove it or choose another output directory"
+            )
+    return train_dynamics(
+        data, run_dir, resume=resume, progress=progress, description=description, **settings
+    )
 
 
 def compare_models(
@@ -194,7 +192,9 @@ def compare_models(
 
     say = log or (lambda _msg: None)
     steps = check_positive_int("steps", steps)
-    specs = [m if isinstance(m, ModelSpec) else parse_model_spec(m, separable=separable) for m in models]
+    specs = [
+        m if isinstance(m, ModelSpec) else parse_model_spec(m, separable=separable) for m in models
+    ]
     if not specs:
         raise ValueError("models must name at least one model")
     labels = [s.label for s in specs]
@@ -316,8 +316,13 @@ def compare_models(
         from hamgrad.plots import plot_bars, plot_loss_curves
 
         write_evaluation_figures(
-            out, np.asarray(dt * np.arange(n_steps + 1)), true.numpy(), preds, energy_errors,
-            state_errors, title=title,
+            out,
+            np.asarray(dt * np.arange(n_steps + 1)),
+            true.numpy(),
+            preds,
+            energy_errors,
+            state_errors,
+            title=title,
         )
         plot_bars(
             {r["label"]: r["psnr_mean"] for r in rows},
@@ -329,9 +334,9 @@ def compare_models(
 
 
 def _has_split(data: str | os.PathLike, split: str) -> bool:
-    from hamgrad.train import _split_names
+    from hamgrad.training_data import split_names
 
-    return split in _split_names(data)
+    return split in split_names(data)
 
 
 def _json_default(obj: Any) -> Any:

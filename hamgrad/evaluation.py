@@ -272,7 +272,7 @@ def eval_protocol(
     """
     import h5py
 
-    from hamgrad.train import check_trajectory_file
+    from hamgrad.training_data import check_trajectory_file
     from hamgrad.validation import check_choice
 
     check_choice("protocol", protocol, ["test", "preset"])

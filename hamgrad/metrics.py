@@ -42,7 +42,9 @@ def _scalar_or_array(values: np.ndarray) -> float | np.ndarray:
 
 def _check_same_shape(a_name: str, a: np.ndarray, b_name: str, b: np.ndarray) -> None:
     if a.shape != b.shape:
-        raise ValueError(f"{a_name} and {b_name} must have the same shape, got {a.shape} and {b.shape}")
+        raise ValueError(
+            f"{a_name} and {b_name} must have the same shape, got {a.shape} and {b.shape}"
+        )
 
 
 def _check_trajectories(pred: Any, true: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -232,7 +234,12 @@ def summarize(values: Any) -> dict[str, float]:
     v = np.atleast_1d(_as_numpy("values", values)).ravel()
     finite_or_inf = v[~np.isnan(v)]
     if finite_or_inf.size == 0:
-        return {"mean": float("nan"), "median": float("nan"), "min": float("nan"), "max": float("nan")}
+        return {
+            "mean": float("nan"),
+            "median": float("nan"),
+            "min": float("nan"),
+            "max": float("nan"),
+        }
     return {
         "mean": float(np.mean(finite_or_inf)),
         "median": float(np.median(finite_or_inf)),

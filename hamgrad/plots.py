@@ -61,9 +61,7 @@ def plot_phase_portraits(
     if n >= 2:
         panels.append(("q_0", "q_1", 0, 1))
     k = min(n_show, true.shape[0])
-    fig, axes = plt.subplots(
-        len(panels), k, figsize=(3.2 * k, 3.0 * len(panels)), squeeze=False
-    )
+    fig, axes = plt.subplots(len(panels), k, figsize=(3.2 * k, 3.0 * len(panels)), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for row, (xl, yl, i, j) in enumerate(panels):
         for b in range(k):

@@ -25,7 +25,9 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def _cells(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> list[list[str]]:
+def _cells(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]
+) -> list[list[str]]:
     return [[format_value(row.get(key)) for key, _ in columns] for row in rows]
 
 

@@ -114,6 +114,7 @@ def assert_monotone(field, points, *, rtol: float | None = None, tol: float | No
 
 def _one_step_map(step, options):
     """``step`` as a callable (B, 2n) -> (B, 2n): a callable itself, or ``(h, method, dt)``."""
+    options = dict(options or {})
     if callable(step):
         if options:
             raise TypeError("options are only used with step=(h, method, dt)")
@@ -128,7 +129,7 @@ def _one_step_map(step, options):
     )
 
 
-def assert_symplectic(step, x, tol: float = 1e-12, **options) -> float:
+def assert_symplectic(step, x, tol: float = 1e-12, *, options: dict | None = None) -> float:
     """Assert that a one-step map ``x_k -> x_{k+1}`` is symplectic at the states ``x``.
 
     The Jacobian ``M = ∂x_{k+1}/∂x_k`` (by autograd, one backward pass per output coordinate) must
@@ -136,10 +137,11 @@ def assert_symplectic(step, x, tol: float = 1e-12, **options) -> float:
 
     Args:
         step: a callable (B, 2n) -> (B, 2n) acting on each row independently, or a tuple
-            ``(h, method, dt)`` meaning one ``rollout`` step (``options`` go to ``rollout``, e.g.
-            ``tol`` for implicit-midpoint).
+            ``(h, method, dt)`` meaning one ``rollout`` step.
         x: (B, 2n) or (2n,) states; use float64 for round-off tolerances.
         tol: the bound on the largest entry of ``MᵀΩM − Ω``.
+        options: method options passed to ``rollout`` with ``step=(h, method, dt)``, e.g.
+            ``{"tol": 1e-15}`` for implicit-midpoint.
 
     Returns the largest defect measured; raises ``AssertionError`` (with the figure, the bound and
     the worst state) when it exceeds ``tol``.

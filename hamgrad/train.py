@@ -24,12 +24,14 @@ goes through the ``writes_files`` flag (only rank 0 would write).
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hamgrad import distributed
 from hamgrad.checkpoints import (
     CHECKPOINT_NAME,
     METRICS_NAME,
@@ -48,8 +51,16 @@ from hamgrad.checkpoints import (
     save_checkpoint,
     write_run_config,
 )
-from hamgrad.errors import CheckpointError, DataFormatError, DivergenceError
+from hamgrad.errors import CheckpointError, DivergenceError
 from hamgrad.field_training import fit_gradient_field  # noqa: F401
+from hamgrad.training_data import (
+    TARGETS,
+    TrainingData,
+    check_trajectory_file,
+    finite_difference_derivatives,
+    load_training_data,
+    split_names,
+)
 from hamgrad.validation import (
     check_choice,
     check_positive_float,
@@ -57,7 +68,6 @@ from hamgrad.validation import (
 )
 
 LOSSES = ("derivative", "rollout")
-TARGETS = ("analytic", "finite-difference")
 SCHEDULES = ("constant", "cosine", "step")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 METRIC_COLUMNS = ("step", "loss", "lr", "val_loss", "elapsed_s")
@@ -182,139 +192,6 @@ class TrainResult:
     steps_done: int
     history: list[dict[str, float]]
     seconds: float
-
-
-# --- data -------------------------------------------------------------------------------------
-
-
-def check_trajectory_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Check that ``path`` is a hamgrad trajectory file; return its root attributes.
-
-    A gradient-field file (format ``hamgrad-fields``), a foreign HDF5 file or a non-HDF5 file raise
-    :class:`DataFormatError` with a message that says what was found.
-    """
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file {str(path)!r} does not exist")
-    try:
-        with h5py.File(path, "r") as f:
-            attrs = {k: _attr(v) for k, v in f.attrs.items()}
-    except OSError as exc:
-        raise DataFormatError(f"{str(path)!r} is not a readable HDF5 file ({exc})") from exc
-    fmt = attrs.get("format")
-    if fmt == "hamgrad-fields":
-        raise DataFormatError(
-            f"{str(path)!r} is a static gradient-field dataset (format 'hamgrad-fields'); "
-            "dynamics training needs a trajectory dataset (format 'hamgrad-trajectories'), "
-            "train field models with `hamgrad fields`"
-        )
-    if fmt != "hamgrad-trajectories":
-        raise DataFormatError(
-            f"{str(path)!r} is not a hamgrad trajectory dataset (format {fmt!r}, "
-            "expected 'hamgrad-trajectories')"
-        )
-    return attrs
-
-
-def _attr(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-def _split_names(path: str | os.PathLike) -> list[str]:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return [
-            name
-            for name, obj in f.items()
-            if isinstance(obj, h5py.Group) and "q" in obj and obj["q"].shape[0] > 0
-        ]
-
-
-def finite_difference_derivatives(x: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """dx/dt estimated from stored states alone: second-order central differences inside,
-    second-order one-sided differences at both ends (``numpy.gradient``, ``edge_order=2``).
-
-    ``x`` (N, T+1, D), ``t`` (T+1,) -> (N, T+1, D). Needs at least 3 time points.
-    """
-    if x.shape[-2] < 3:
-        raise ValueError(
-            f"finite-difference targets need at least 3 time points per trajectory, got {x.shape[-2]}"
-        )
-    return np.gradient(x, t, axis=-2, edge_order=2)
-
-
-@dataclass
-class TrainingData:
-    """One split of a trajectory dataset in memory: states ``x`` and targets ``dxdt`` (N, T+1, 2n)
-    as float64 numpy arrays, times ``t`` (T+1,), and the file's root attributes."""
-
-    x: np.ndarray
-    dxdt: np.ndarray
-    t: np.ndarray
-    attrs: dict[str, Any]
-
-    @property
-    def dim(self) -> int:
-        return int(self.x.shape[-1])
-
-    @property
-    def dt(self) -> float:
-        steps = np.diff(self.t)
-        if not np.allclose(steps, steps[0], rtol=1e-9, atol=0):
-            raise DataFormatError("the dataset's time grid is not uniform; rollout loss needs one")
-        return float(steps[0])
-
-    def states(self) -> np.ndarray:
-        """All states as (N·(T+1), 2n)."""
-        return self.x.reshape(-1, self.dim)
-
-    def derivatives(self) -> np.ndarray:
-        """All targets as (N·(T+1), 2n)."""
-        return self.dxdt.reshape(-1, self.dim)
-
-    def windows(self, k: int) -> np.ndarray:
-        """Every window of ``k + 1`` consecutive states: (N·(T+1−k), k+1, 2n)."""
-        n_points = self.x.shape[1]
-        if k >= n_points:
-            raise ValueError(
-                f"rollout_steps must be smaller than the number of time points per trajectory "
-                f"({n_points}), got {k}"
-            )
-        view = np.lib.stride_tricks.sliding_window_view(self.x, k + 1, axis=1)
-        # (N, T+1-k, 2n, k+1) -> (N, T+1-k, k+1, 2n)
-        return np.ascontiguousarray(np.moveaxis(view, -1, -2)).reshape(-1, k + 1, self.dim)
-
-
-def load_training_data(
-    path: str | os.PathLike, split: str = "train", targets: str = "analytic"
-) -> TrainingData:
-    """Load one split of a trajectory file with the chosen derivative targets."""
-    from hamgrad.datasets import load_trajectories
-
-    check_choice("targets", targets, TARGETS)
-    attrs = check_trajectory_file(path)
-    available = _split_names(path)
-    if split not in available:
-        raise DataFormatError(
-            f"{str(path)!r} has no (non-empty) split {split!r}; it has: {', '.join(available)}"
-        )
-    traj = load_trajectories(path, split)
-    x = np.asarray(traj.x, dtype=np.float64)
-    t = np.asarray(traj.t, dtype=np.float64)
-    if targets == "analytic":
-        dxdt = np.asarray(traj.dxdt, dtype=np.float64)
-    else:
-        dxdt = finite_difference_derivatives(x, t)
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(dxdt))):
-        raise DataFormatError(f"{str(path)!r} split {split!r} holds non-finite values")
-    return TrainingData(x=x, dxdt=dxdt, t=t, attrs=attrs)
 
 
 # --- batching, schedule, losses ---------------------------------------------------------------
@@ -539,6 +416,7 @@ def train_dynamics(
     module: nn.Module | None = None,
     writes_files: bool = True,
     description: str | None = None,
+    callback: Callable[[int, float], None] | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """Train a learned Hamiltonian on the trajectories in ``data``; the run lives in ``out``.
@@ -548,8 +426,12 @@ def train_dynamics(
     ``resume=True`` continues the run in ``out`` from its checkpoint; the stored configuration is
     used, and given settings that contradict it are refused (``steps`` may be raised).
     A non-finite loss raises :class:`DivergenceError`; the last checkpoint written is kept.
+    ``callback(step, loss)`` is called after every optimisation step (``step`` counts from 1).
     """
     t_start = time.perf_counter()
+    if distributed.init_process_group():  # under torchrun: only rank 0 writes files and prints
+        writes_files = writes_files and distributed.is_main()
+        progress = progress and distributed.is_main()
     stored = read_run_config(out) if resume else None
     if config is None:
         base = stored.get("train", {}) if stored is not None else {}
@@ -557,10 +439,12 @@ def train_dynamics(
     elif overrides:
         config = TrainConfig.from_dict({**config.to_dict(), **overrides})
 
-    run = prepare_run_dir(out, resume=resume) if writes_files else Path(out)
+    run = distributed.call_on_main(
+        lambda: prepare_run_dir(out, resume=resume), Path(out), enabled=writes_files
+    )
     train_data = load_training_data(data, "train", config.targets)
     dim = train_data.dim
-    splits = _split_names(data)
+    splits = split_names(data)
     val_data = load_training_data(data, "val", config.targets) if "val" in splits else None
     if stored is not None:
         _check_resume_config(stored, config, dim, run)
@@ -603,6 +487,9 @@ def train_dynamics(
         if config.loss == "derivative":
             return derivative_loss(model, x, y)
         return rollout_loss(model, x, dt, method)
+
+    # each rank computes its slice of the global batch; gradients are averaged across ranks
+    parallel_loss = distributed.ParallelLoss(model, batch_loss)
 
     def validation_loss() -> float | None:
         if val_inputs is None:
@@ -647,21 +534,21 @@ def train_dynamics(
         }
         write_run_config(run, run_config)
 
-    def checkpoint(step_done: int) -> None:
-        if not writes_files:
-            return
-        save_checkpoint(
-            ckpt_path,
-            {
-                "step": step_done,
-                "model": _model_state_for_checkpoint(model),
-                "optimizer": optimizer.state_dict(),
-                "schedule": {"name": config.schedule, "lr": learning_rate(step_done, config)},
-                "rng": torch.get_rng_state(),
-                "config": config.to_dict(),
-            },
-        )
-        _write_metrics(metrics_path, history)
+    def snapshot(step_done: int) -> dict[str, Any]:
+        """Everything a checkpoint holds, copied now (written once its weights proved finite)."""
+        return {
+            "step": step_done,
+            "model": _model_state_for_checkpoint(model),
+            "optimizer": copy.deepcopy(optimizer.state_dict()),
+            "schedule": {"name": config.schedule, "lr": learning_rate(step_done, config)},
+            "rng": torch.get_rng_state(),
+            "config": config.to_dict(),
+        }
+
+    def write(state: dict[str, Any]) -> None:
+        if writes_files:  # only rank 0 writes in a distributed run
+            save_checkpoint(ckpt_path, state)
+            _write_metrics(metrics_path, [r for r in history if r["step"] <= state["step"]])
 
     if start >= config.steps:
         return TrainResult(model, run, config, start, history, time.perf_counter() - t_start)
@@ -678,7 +565,9 @@ def train_dynamics(
         dynamic_ncols=True,
     )
     model.train()
-    last_loss = float("nan")
+    # A checkpoint is taken every `checkpoint_every` steps but written only when the next loss,
+    # computed with its weights, is finite: a divergence never replaces the last good checkpoint.
+    pending: dict[str, Any] | None = None
     try:
         for step in range(start, config.steps):
             lr = learning_rate(step, config)
@@ -691,19 +580,23 @@ def train_dynamics(
                 g = torch.Generator().manual_seed(_derived_seed(config.seed, _NOISE_STREAM, step))
                 noise = torch.randn(x.shape, generator=g, dtype=torch.float64).to(dtype)
                 x = x + config.input_noise * noise
-            loss = batch_loss(x, y)
-            last_loss = float(loss.detach())
-            if not math.isfinite(last_loss):
+            loss = parallel_loss(x, y)
+            value = parallel_loss.value(loss)
+            if not math.isfinite(value):
+                pending = None
                 kept = latest_checkpoint(run) if writes_files else None
                 where = (
                     f"the last good checkpoint ({str(kept)!r}) is kept"
                     if kept is not None
-                    else "no checkpoint had been written yet"
+                    else "no checkpoint had been written"
                 )
                 raise DivergenceError(
-                    f"training diverged: the loss became {last_loss} at step {step + 1}; {where}. "
-                    "Try a smaller --lr, float64 or gradient clipping"
+                    f"training diverged: the loss became {value} at step {step + 1}; {where}. "
+                    "Try a smaller --lr, float64 or --grad-clip"
                 )
+            if pending is not None:
+                write(pending)
+                pending = None
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip is not None:
@@ -716,21 +609,34 @@ def train_dynamics(
                 history.append(
                     {
                         "step": done,
-                        "loss": last_loss,
+                        "loss": value,
                         "lr": lr,
                         "val_loss": val,
                         "elapsed_s": round(time.perf_counter() - t_start, 3),
                     }
                 )
-                post = {"loss": f"{last_loss:.3e}"}
+                post = {"loss": f"{value:.3e}"}
                 if val is not None:
                     post["val"] = f"{val:.3e}"
                 bar.set_postfix(post, refresh=False)
+            if callback is not None:
+                callback(done, value)
             if done % config.checkpoint_every == 0 or done == config.steps:
-                checkpoint(done)
+                pending = snapshot(done)
+        # the last state: its loss was not evaluated, so require finite weights at least
+        if pending is not None:
+            if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                raise DivergenceError(
+                    f"training diverged: non-finite weights after step {config.steps}; "
+                    "the last good checkpoint is kept"
+                )
+            write(pending)
+            pending = None
+    except KeyboardInterrupt:
+        if pending is not None:  # an interruption is not a divergence: keep the newest state
+            write(pending)
+        raise
     finally:
         bar.close()
     model.eval()
-    return TrainResult(
-        model, run, config, config.steps, history, time.perf_counter() - t_start
-    )
+    return TrainResult(model, run, config, config.steps, history, time.perf_counter() - t_start)

@@ -1,10 +1,10 @@
 """Collecting the saved states of a stepping integrator, with the divergence guard.
 
-Without autograd the output (B, S+1, 2n) is preallocated and filled in place, and finiteness is
-checked over blocks of saved states (one reduction per block instead of one per step). When the
-states carry a graph they are kept in a list and stacked once at the end (in-place writes into a
-preallocated tensor would make the backward pass quadratic in the number of saves), and each
-saved state is checked as it comes.
+Saved states are gathered in blocks of ``BLOCK`` (references only, no copy per step); each full
+block is stacked once, checked for non-finite values once, and then either written into the
+preallocated output (no autograd graph: memory is the output and one block) or kept as a block
+tensor and concatenated at the end (a graph is being recorded: in-place writes into one
+preallocated tensor would make the backward pass quadratic in the number of saves).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torch
 
 from hamgrad.errors import DivergenceError
 
-# saved states between two finiteness checks when the output is preallocated
-CHECK_BLOCK = 32
+#: saved states per block (one stack and one finiteness check per block)
+BLOCK = 128
 
 
 def _format_indices(idx: list[int], limit: int = 10) -> str:
@@ -40,14 +40,17 @@ def divergence_error(
     )
 
 
-def first_divergence(traj: torch.Tensor, method: str, dt: float, save_every: int) -> None:
-    """Raise ``DivergenceError`` for the first non-finite saved state of ``traj`` (B, S+1, 2n)."""
+def first_divergence(
+    traj: torch.Tensor, method: str, dt: float, save_every: int, offset: int = 0
+) -> None:
+    """Raise ``DivergenceError`` for the first non-finite saved state of ``traj`` (B, S, 2n) whose
+    index 0 is saved state number ``offset``; return quietly when all are finite."""
     with torch.no_grad():
-        bad = ~torch.isfinite(traj).all(dim=-1)  # (B, S+1)
-        if not bool(bad.any()):
+        if bool(torch.isfinite(traj).all()):
             return
+        bad = ~torch.isfinite(traj).all(dim=-1)  # (B, S)
         k = int(torch.nonzero(bad.any(dim=0))[0, 0])
-    raise divergence_error(method, dt, k * save_every, save_every, bad[:, k])
+    raise divergence_error(method, dt, (offset + k) * save_every, save_every, bad[:, k])
 
 
 class TrajectoryRecorder:
@@ -60,49 +63,44 @@ class TrajectoryRecorder:
         self, x0: torch.Tensor, n_saves: int, save_every: int, dt: float, method: str
     ) -> None:
         self.x0 = x0
-        self.n = x0.shape[-1] // 2
         self.n_saves = n_saves
         self.save_every = save_every
         self.dt = dt
         self.method = method
-        self.out: torch.Tensor | None = None
-        self.states: list[torch.Tensor] | None = None
-        self.checked = 1  # saved states [0, checked) are known to be finite
+        self.qs: list[torch.Tensor] = []
+        self.ps: list[torch.Tensor] = []
+        self.next_index = 1  # saved-state index of qs[0]
+        self.out: torch.Tensor | None = None  # preallocated output (no graph)
+        self.blocks: list[torch.Tensor] | None = None  # block tensors (graph)
 
     def save(self, k: int, q: torch.Tensor, p: torch.Tensor) -> None:
-        """Record the state (q, p) after ``k * save_every`` steps, ``k`` = 1, 2, ..."""
-        if self.out is None and self.states is None:
-            if q.requires_grad or p.requires_grad:
-                self.states = [self.x0]
+        """Record the state (q, p), each (B, n), after ``k * save_every`` steps, ``k`` = 1, 2, ..."""
+        self.qs.append(q)
+        self.ps.append(p)
+        if len(self.qs) == BLOCK or k == self.n_saves:
+            self._flush()
+
+    def _flush(self) -> None:
+        block = torch.cat((torch.stack(self.qs, dim=1), torch.stack(self.ps, dim=1)), dim=-1)
+        self.qs, self.ps = [], []
+        first_divergence(block, self.method, self.dt, self.save_every, offset=self.next_index)
+        start = self.next_index
+        self.next_index += block.shape[1]
+        if self.out is None and self.blocks is None:
+            if block.requires_grad or self.x0.requires_grad:
+                self.blocks = [self.x0.unsqueeze(1)]
             else:
                 shape = (self.x0.shape[0], self.n_saves + 1, self.x0.shape[-1])
                 self.out = torch.empty(shape, dtype=self.x0.dtype, device=self.x0.device)
                 self.out[:, 0] = self.x0
-        if self.states is not None:
-            x = torch.cat((q, p), dim=-1)
-            bad = ~torch.isfinite(x).all(dim=-1)
-            if bool(bad.any()):
-                raise divergence_error(
-                    self.method, self.dt, k * self.save_every, self.save_every, bad
-                )
-            self.states.append(x)
-            return
-        out = self.out
-        out[:, k, : self.n] = q
-        out[:, k, self.n :] = p
-        if k + 1 - self.checked >= CHECK_BLOCK or k == self.n_saves:
-            self._check(k + 1)
-
-    def _check(self, end: int) -> None:
-        block = self.out[:, self.checked : end]
-        if not bool(torch.isfinite(block).all()):
-            bad = ~torch.isfinite(block).all(dim=-1)
-            j = int(torch.nonzero(bad.any(dim=0))[0, 0])
-            step = (self.checked + j) * self.save_every
-            raise divergence_error(self.method, self.dt, step, self.save_every, bad[:, j])
-        self.checked = end
+        if self.blocks is not None:
+            self.blocks.append(block)
+        else:
+            self.out[:, start : self.next_index] = block
 
     def result(self) -> torch.Tensor:
-        if self.states is not None:
-            return torch.stack(self.states, dim=1)
+        if self.qs:
+            self._flush()
+        if self.blocks is not None:
+            return torch.cat(self.blocks, dim=1)
         return self.out

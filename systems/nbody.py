@@ -44,6 +44,7 @@ class PlanarGravity(System):
         self._pairs = pairs
         self._incidence = incidence  # (N, P): +1 for the first body of a pair, -1 for the second
         self._pair_weight = [self.G * self.masses[i] * self.masses[j] for i, j in pairs]
+        self._pair_weight_col = np.asarray(self._pair_weight)[:, None]
         self._pair_mu = [self.G * (self.masses[i] + self.masses[j]) for i, j in pairs]
         self._inv_mass = np.repeat(1.0 / np.asarray(self.masses), 2)  # per coordinate
         return out
@@ -71,7 +72,7 @@ class PlanarGravity(System):
     def grad_q(self, q: Tensor) -> Tensor:
         d = self._separations(q)  # (..., P, 2)
         r2 = (d * d).sum(-1, keepdim=True)
-        f = d * (self._constant("pair_weight_col", np.c_[self._pair_weight], q) / (r2 * r2.sqrt()))
+        f = d * (self._constant("pair_weight_col", self._pair_weight_col, q) / (r2 * r2.sqrt()))
         return (self._constant("incidence", self._incidence, q) @ f).flatten(-2)
 
     def grad_p(self, p: Tensor) -> Tensor:

@@ -117,7 +117,9 @@ class AutogradHamiltonian(torch.nn.Module):
     def __init__(self, width: int = 16, seed: int = 0) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
-        self.w1 = torch.nn.Parameter(0.5 * torch.randn(2, width, generator=gen, dtype=torch.float64))
+        self.w1 = torch.nn.Parameter(
+            0.5 * torch.randn(2, width, generator=gen, dtype=torch.float64)
+        )
         self.b1 = torch.nn.Parameter(0.1 * torch.randn(width, generator=gen, dtype=torch.float64))
         self.w2 = torch.nn.Parameter(0.5 * torch.randn(width, generator=gen, dtype=torch.float64))
 

@@ -32,9 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--targets", choices=["analytic", "finite-difference"], default="analytic"
-    )
+    parser.add_argument("--targets", choices=["analytic", "finite-difference"], default="analytic")
     parser.add_argument(
         "--protocol",
         choices=["test", "preset"],

@@ -51,7 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="write the results to FILE (results already there for other cells are kept)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-trial lines")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (per-trial lines remain)"
+    )
 
 
 def _load_existing(path: Path) -> list[dict]:
@@ -124,13 +126,12 @@ def run(args: argparse.Namespace) -> int:
     command = _command_line(args)
 
     def log(line: str) -> None:
-        if not args.quiet:
-            print(line, file=sys.stderr, flush=True)
+        print(line, file=sys.stderr, flush=True)
 
     results = []
     for plan in plans:
         start = time.perf_counter()
-        result = run_plan(plan, progress=not args.quiet, log=log)
+        result = run_plan(plan, progress=not args.no_progress, log=log)
         result["wall_seconds"] = time.perf_counter() - start
         result["command"] = command
         results.append(result)

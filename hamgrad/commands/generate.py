@@ -143,14 +143,21 @@ def run(args: argparse.Namespace) -> int:
             )
         if args.samples is None:
             raise ValueError(f"--samples N is required for the static field {args.system!r}")
-        path = generate_fields(
-            args.system,
-            args.out,
-            n_samples=args.samples,
-            splits=args.splits,
-            params=params,
-            **common,
+        from hamgrad import distributed
+
+        distributed.init_process_group()  # under torchrun a field file is written by rank 0 alone
+        path = distributed.call_on_main(
+            lambda: generate_fields(
+                args.system,
+                args.out,
+                n_samples=args.samples,
+                splits=args.splits,
+                params=params,
+                **common,
+            )
         )
+        if not distributed.is_main():
+            return 0
         info = summarize(path)
         sizes = ", ".join(f"{k} {v['n_samples']}" for k, v in info["splits"].items())
         print(f"wrote {path}: {args.system} samples ({sizes}), {_size(info['file_bytes'])}")
@@ -177,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
         )
     except DivergenceError as exc:
         raise RuntimeError(str(exc)) from None
+    from hamgrad import distributed
+
+    if not distributed.is_main():
+        return 0  # under torchrun rank 0 reports the joined file
     info = summarize(path)
     sizes = ", ".join(f"{k} {v['n_trajectories']}" for k, v in info["splits"].items())
     print(f"wrote {path}: {args.system} trajectories ({sizes}), {_size(info['file_bytes'])}")

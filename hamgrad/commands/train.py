@@ -33,7 +33,9 @@ _FIELDS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data", metavar="DATA", help="trajectory dataset (HDF5, `hamgrad generate`)")
+    parser.add_argument(
+        "data", metavar="DATA", help="trajectory dataset (HDF5, `hamgrad generate`)"
+    )
     parser.add_argument("--out", required=True, metavar="RUN", help="run directory to create")
     parser.add_argument(
         "--model",

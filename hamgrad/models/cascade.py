@@ -29,8 +29,9 @@ from hamgrad.models.activations import (
     make_activation,
 )
 from hamgrad.models.base import GradientModel, like
-from hamgrad.models.cascade_kernel import cascade_core, cascade_core_reference
+from hamgrad.models.cascade_kernel import CascadeCore, cascade_core_reference
 from hamgrad.models.quadrature import ridge_integral
+from hamgrad.models.tied import tied_field
 from hamgrad.validation import check_choice, check_positive_int
 
 
@@ -57,8 +58,10 @@ class CascadeGradNet(GradientModel):
         layers: number of cascade layers L (default 4).
         activation: ``"wtanh"`` (default) or ``"tanh"``, used in every layer.
         monotone: build the monotone network (softplus scalings, monotone activations).
-        fused: evaluate with the fused kernel (:mod:`hamgrad.models.cascade_kernel`); ``False``
-            runs the published equations literally in eager torch (same values, slower).
+        fused: evaluate with the fused kernel (:func:`hamgrad.models.tied.tied_field` with
+            :class:`hamgrad.models.cascade_kernel.CascadeCore`, hand-written backward);
+            ``False`` runs the published equations literally in eager torch (same values to
+            round-off, slower).
     """
 
     def __init__(
@@ -152,17 +155,11 @@ class CascadeGradNet(GradientModel):
             z = beta_t[layer] * (s + bias[layer]) + alpha_t[layer - 1] * act(z)
         return alpha_t[-1] * self.acts[-1](z)
 
-    def hidden(self, s: torch.Tensor) -> torch.Tensor:
-        """``v = α̃_L ⊙ σ_L(z_L)`` from ``s = W x``, by the fused kernel or the literal form."""
-        if self.fused:
-            return cascade_core(s, *self.core_coefficients(s))
-        return self.profile(s)
-
     def _field(self, x: torch.Tensor) -> torch.Tensor:
-        weight = like(self.weight, x)
-        s = x @ weight.T
-        v = self.hidden(s)
-        return torch.addmm(like(self.out_bias, x), v, weight)
+        weight, out_bias = like(self.weight, x), like(self.out_bias, x)
+        if self.fused:
+            return tied_field(CascadeCore, x, weight, out_bias, *self.core_coefficients(x))
+        return torch.addmm(out_bias, self.profile(x @ weight.T), weight)
 
     def _potential(self, x: torch.Tensor) -> torch.Tensor:
         weight = like(self.weight, x)

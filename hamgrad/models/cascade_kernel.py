@@ -8,8 +8,9 @@ With ``s = W x`` (``(N, h)``) the cascade of ``reference/gradnets.md`` is, unit 
 
 where ``c_ℓ = β̃_ℓ ⊙ b_ℓ`` and ``(P_ℓ, Q_ℓ) = α̃_ℓ ⊙ (p_ℓ, q_ℓ)`` fold the layer scalings into
 the tanh-family activation ``σ_ℓ(z) = p_ℓ ⊙ tanh z + q_ℓ ⊙ z``. The network output is
-``f = Wᵀ v + c``. :func:`cascade_core` evaluates ``v`` with one saved ``(z_ℓ, tanh z_ℓ)`` pair per
-layer and a backward written by hand (gradients for ``s`` and all four coefficient arrays), which
+``f = Wᵀ v + c``. :class:`CascadeCore` evaluates ``v`` saving one pair of ``(N, h)`` arrays per
+layer, with a backward written by hand (gradients for ``s`` and all four coefficient arrays);
+:func:`hamgrad.models.tied.tied_field` wraps it together with the products with ``W``. This
 avoids the autograd bookkeeping and most temporaries of the eager formulation.
 
 Back-propagation, with ``g_{L+1} = ∂ℓ/∂v`` and ``d_ℓ = P_ℓ ⊙ (1 − tanh² z_ℓ) + Q_ℓ``:
@@ -36,99 +37,109 @@ def cascade_core_reference(
     return P[-1] * torch.tanh(z) + Q[-1] * z
 
 
-def _forward_saving(s, beta, cb, P, Q):
-    """Forward pass in the variable ``y = 2z`` with ``tanh z = 2·sigmoid(y) − 1``.
-
-    Returns ``v`` and the stacks ``Y`` (``y_ℓ``) and ``S`` (``sigmoid(y_ℓ)``), each ``(L, N, h)``.
-    Sigmoid is several times cheaper than tanh on CPU; in ``y`` the cascade reads
-    ``y_ℓ = 2β̃_ℓ s + 2(c_ℓ − P_{ℓ−1}) + 4P_{ℓ−1} sg_{ℓ−1} + Q_{ℓ−1} y_{ℓ−1}`` and
-    ``v = 2P_L sg_L + (Q_L/2) y_L − P_L``.
-    """
-    n_layers = beta.shape[0]
-    ys = torch.empty((n_layers,) + s.shape, dtype=s.dtype, device=s.device)
-    sgs = torch.empty_like(ys)
-    beta2 = 2.0 * beta
+def _prepare(beta, cb, P):
+    """Per-layer constants of the ``y = 2z`` form: ``(2β̃, 2(c_ℓ − P_{ℓ−1}), 4P)``."""
     const = 2.0 * cb
-    const[1:] -= 2.0 * P[:-1]
-    p4 = 4.0 * P
-    torch.addcmul(const[0], s, beta2[0], out=ys[0])
-    torch.sigmoid(ys[0], out=sgs[0])
-    for layer in range(1, n_layers):
-        y = ys[layer]
-        torch.addcmul(const[layer], s, beta2[layer], out=y)
-        y.addcmul_(sgs[layer - 1], p4[layer - 1])
-        y.addcmul_(ys[layer - 1], Q[layer - 1])
-        torch.sigmoid(y, out=sgs[layer])
-    v = torch.addcmul(-P[-1], sgs[-1], 2.0 * P[-1])
-    v.addcmul_(ys[-1], 0.5 * Q[-1])
-    return v, ys, sgs
+    if beta.shape[0] > 1:
+        const[1:] -= 2.0 * P[:-1]
+    return 2.0 * beta, const, 4.0 * P
 
 
-def _backward(grad_v, s, beta, P, Q, ys, sgs, needs):
-    """Hand-written backward; ``needs`` = which of (s, beta, cb, P, Q) need gradients.
+def _layer(s, beta2, const, p4, Q, layer, y_prev, sg_prev, y, sg):
+    """``y_ℓ`` and ``sg_ℓ = sigmoid(y_ℓ)`` into the buffers ``y`` and ``sg``."""
+    torch.addcmul(const[layer], s, beta2[layer], out=y)
+    if layer > 0:
+        y.addcmul_(sg_prev, p4[layer - 1])
+        y.addcmul_(y_prev, Q[layer - 1])
+    torch.sigmoid(y, out=sg)
 
-    Works with ``G_ℓ = ∂ℓ/∂z_ℓ`` (``G_{L+1} = ∂ℓ/∂v``), ``t = 2sg − 1``, ``z = y/2`` and
-    ``1 − t² = 4 sg (1 − sg)``; ``Σ_n G t = 2 Σ_n G sg − Σ_n G`` reuses the bias gradient sum.
+
+def _output(P, Q, y, sg, out):
+    """``v = 2P_L sg_L + (Q_L/2) y_L − P_L`` into ``out``."""
+    torch.addcmul(-P[-1], sg, 2.0 * P[-1], out=out)
+    out.addcmul_(y, 0.5 * Q[-1])
+    return out
+
+
+class CascadeCore:
+    """The cascade core for :func:`hamgrad.models.tied.tied_field`; ``theta = (β̃, c, P, Q)``.
+
+    The forward pass works in ``y = 2z`` with ``tanh z = 2·sigmoid(y) − 1`` (sigmoid is several
+    times cheaper than tanh on CPU)::
+
+        y_ℓ = 2β̃_ℓ s + 2(c_ℓ − P_{ℓ−1}) + 4P_{ℓ−1} sg_{ℓ−1} + Q_{ℓ−1} y_{ℓ−1},   sg_ℓ = sigmoid(y_ℓ)
+        v   = 2P_L sg_L + (Q_L/2) y_L − P_L
+
+    It keeps ``(y_1..y_L, sg_1..sg_L, v)``. The backward uses ``1 − tanh² z = 4 sg (1 − sg)``,
+    ``z = y/2`` and ``Σ_n G tanh z = 2 Σ_n G sg − Σ_n G`` (reusing the bias-gradient sum).
     """
-    n_layers = beta.shape[0]
-    need_s, need_beta, need_cb, need_p, need_q = needs
-    need_params = need_beta or need_cb or need_p or need_q
-    # all G_ℓ in one buffer so the parameter reductions run as a few large ops at the end
-    gs_all = torch.empty((n_layers + 1,) + s.shape, dtype=s.dtype, device=s.device)
-    gs_all[n_layers].copy_(grad_v)
-    p4 = 4.0 * P
-    for layer in range(n_layers - 1, -1, -1):
-        sg = sgs[layer]
-        d = torch.addcmul(sg, sg, sg, value=-1.0)  # sg (1 − sg)
-        torch.addcmul(Q[layer], d, p4[layer], out=d)  # P (1 − t²) + Q
-        torch.mul(d, gs_all[layer + 1], out=gs_all[layer])
-    g_layers = gs_all[:n_layers]  # G_1..G_L
-    g_next = gs_all[1:]  # G_2..G_{L+1}
-    d_s = d_beta = d_cb = d_p = d_q = None
-    if need_s:
-        d_s = (g_layers * beta[:, None, :]).sum(0)
-    if need_params:
-        sum_g = gs_all.sum(1)  # (L+1, h)
-        if need_cb:
-            d_cb = sum_g[:n_layers]
-        if need_beta:
-            d_beta = (g_layers * s).sum(1)
-        if need_p:
-            d_p = 2.0 * (g_next * sgs).sum(1) - sum_g[1:]
-        if need_q:
-            d_q = 0.5 * (g_next * ys).sum(1)
-    return d_s, d_beta, d_cb, d_p, d_q
 
-
-class _CascadeCore(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, s, beta, cb, P, Q):
-        v, ys, sgs = _forward_saving(s, beta, cb, P, Q)
-        ctx.save_for_backward(s, beta, cb, P, Q, ys, sgs)
-        return v
+    tag = "cascade"
+    reference = staticmethod(cascade_core_reference)
 
     @staticmethod
-    def backward(ctx, grad_v):
-        s, beta, cb, P, Q, ys, sgs = ctx.saved_tensors
-        needs = ctx.needs_input_grad
-        if torch.is_grad_enabled():
-            # create_graph=True: differentiate the reference so that the result is differentiable.
-            inputs = (s, beta, cb, P, Q)
-            with torch.enable_grad():
-                leaves = [t if t.requires_grad else t.detach().requires_grad_(True) for t in inputs]
-                v = cascade_core_reference(*leaves)
-                chosen = [leaf for leaf, n in zip(leaves, needs, strict=True) if n]
-                grads = torch.autograd.grad(v, chosen, grad_v, create_graph=True)
-            it = iter(grads)
-            return tuple(next(it) if n else None for n in needs)
-        return _backward(grad_v, s, beta, P, Q, ys, sgs, needs)
+    def n_keep(theta) -> int:
+        return 2 * theta[0].shape[0] + 1
 
+    @staticmethod
+    def n_roll(theta) -> int:
+        return 5
 
-def cascade_core(
-    s: torch.Tensor, beta: torch.Tensor, cb: torch.Tensor, P: torch.Tensor, Q: torch.Tensor
-) -> torch.Tensor:
-    """Fused cascade core ``v(s)``: ``s`` ``(N, h)``, coefficients ``(L, h)`` -> ``(N, h)``.
+    @staticmethod
+    def n_work(theta) -> int:
+        return 2
 
-    Same values as :func:`cascade_core_reference` (to round-off) with a hand-written backward.
-    """
-    return _CascadeCore.apply(s.contiguous(), beta, cb, P, Q)
+    @staticmethod
+    def forward(s, theta, bufs, keep):
+        beta, cb, P, Q = theta
+        n_layers = beta.shape[0]
+        beta2, const, p4 = _prepare(beta, cb, P)
+        y_prev = sg_prev = None
+        for layer in range(n_layers):
+            if keep:
+                y, sg = bufs[layer], bufs[n_layers + layer]
+            else:
+                y, sg = bufs[2 * (layer % 2)], bufs[2 * (layer % 2) + 1]
+            _layer(s, beta2, const, p4, Q, layer, y_prev, sg_prev, y, sg)
+            y_prev, sg_prev = y, sg
+        return _output(P, Q, y_prev, sg_prev, bufs[2 * n_layers if keep else 4])
+
+    @staticmethod
+    def backward(g_v, s, theta, kept, work_bufs, needs):
+        beta, cb, P, Q = theta
+        n_layers = beta.shape[0]
+        ys, sgs = kept[:n_layers], kept[n_layers : 2 * n_layers]
+        work, g_s = work_bufs
+        p4 = 4.0 * P
+        need_beta, need_cb, need_p, need_q = needs
+        d_beta = torch.empty_like(beta) if need_beta else None
+        d_cb = torch.empty_like(beta) if need_cb else None
+        d_p = torch.empty_like(beta) if need_p else None
+        d_q = torch.empty_like(beta) if need_q else None
+        g = g_v  # G_{ℓ+1}, a scratch buffer
+        sum_g = g.sum(0) if need_p else None
+        for layer in range(n_layers - 1, -1, -1):
+            sg, y = sgs[layer], ys[layer]
+            if need_p:
+                torch.mul(g, sg, out=work)
+                torch.sub(2.0 * work.sum(0), sum_g, out=d_p[layer])
+            if need_q:
+                torch.mul(g, y, out=work)
+                torch.mul(work.sum(0), 0.5, out=d_q[layer])
+            # G_ℓ = G_{ℓ+1} ⊙ (Q + 4P sg (1 − sg))
+            torch.addcmul(sg, sg, sg, value=-1.0, out=work)
+            torch.addcmul(Q[layer], work, p4[layer], out=work)
+            g_new = work.mul_(g)
+            work, g = g, g_new  # the old G buffer is free again
+            if need_cb or need_p:
+                sum_g = g.sum(0)
+                if need_cb:
+                    d_cb[layer] = sum_g
+            if need_beta:
+                torch.mul(g, s, out=work)
+                torch.sum(work, 0, out=d_beta[layer])
+            if layer == n_layers - 1:
+                torch.mul(g, beta[layer], out=g_s)
+            else:
+                g_s.addcmul_(g, beta[layer])
+        return g_s, d_beta, d_cb, d_p, d_q

@@ -29,7 +29,9 @@ from hamgrad.models.activations import (
     make_activation,
 )
 from hamgrad.models.base import GradientModel, like
-from hamgrad.models.modular_kernel import softmax_pair_core
+from hamgrad.models.cascade_kernel import CascadeCore
+from hamgrad.models.modular_kernel import SoftmaxPairCore
+from hamgrad.models.tied import tied_field
 from hamgrad.validation import check_choice, check_positive_int
 
 
@@ -50,9 +52,9 @@ class ModularGradNet(GradientModel):
         modules: number of modules K (default 4).
         activation: ``"wsoftmax"`` (default), ``"softmax"``, ``"wtanh"`` or ``"tanh"``.
         monotone: build the monotone network.
-        fused: evaluate all modules at once with one stacked weight matrix and the fused softmax
-            kernel (:mod:`hamgrad.models.modular_kernel`); ``False`` loops over the modules
-            literally (same values, slower).
+        fused: evaluate all modules at once with one stacked weight matrix in the fused kernel
+            (:func:`hamgrad.models.tied.tied_field`, hand-written backward); ``False`` loops
+            over the modules literally (same values to round-off, slower).
     """
 
     def __init__(
@@ -135,15 +137,32 @@ class ModularGradNet(GradientModel):
     def _field(self, x: torch.Tensor) -> torch.Tensor:
         if not self.fused:
             return self._field_literal(x)
-        u, weight = self._pre_activations(x)
-        _, alpha_t = self._scalings(x)
+        k, h, d = self.weight.shape
+        weight = like(self.weight, x).reshape(k * h, d)
+        beta_t, alpha_t = self._scalings(x)
+        cb = (beta_t[:, None] * like(self.bias, x)).reshape(k * h)
         c1, c2 = self._stacked_coefficients(x)
+        out_bias = like(self.out_bias, x)
         if self.group:
-            v = softmax_pair_core(u, alpha_t * c1, alpha_t * c2)
-        else:
-            a = alpha_t[:, None]
-            v = (a * c1) * torch.tanh(u) + (a * c2) * u
-        return torch.addmm(like(self.out_bias, x), v.reshape(v.shape[0], -1), weight)
+            return tied_field(
+                SoftmaxPairCore,
+                x,
+                weight,
+                out_bias,
+                alpha_t * c1,
+                alpha_t * c2,
+                in_scale=beta_t.repeat_interleave(h),
+                in_bias=cb,
+            )
+        # elementwise activations: a one-layer cascade over the K·h units
+        a = alpha_t[:, None]
+        theta = (
+            beta_t[:, None].expand(k, h).reshape(1, k * h),
+            cb.reshape(1, k * h),
+            (a * c1).reshape(1, k * h),
+            (a * c2).reshape(1, k * h),
+        )
+        return tied_field(CascadeCore, x, weight, out_bias, *theta)
 
     def _field_literal(self, x: torch.Tensor) -> torch.Tensor:
         """The published equations, one module at a time."""

@@ -1,0 +1,173 @@
+"""Fused evaluation of tied-weight gradient networks ``f(x) = Wᵀ v(W x) + c``.
+
+Every GradNet in this package has this shape: ``s = x Ŵᵀ + a`` (``(N, h)``) with
+``Ŵ = diag(r) W`` (an optional row scaling ``r`` and input bias ``a``), an elementwise or
+per-group *core* ``v = core(s; θ)`` (``(N, h)``) and ``f = v W + c`` (``(N, d)``), with the same
+``W ∈ R^{h×d}`` on both sides. :func:`tied_field` runs the two matrix products and the core inside
+one ``torch.autograd.Function`` whose backward is written by hand:
+
+    g_v = g_f W,     (g_s, ∂θ) = core.backward(g_v),     M = g_sᵀ x
+    ∂c = Σ_n g_f,   ∂a = Σ_n g_s,   ∂r = rowsum(M ⊙ W),   ∂W = vᵀ g_f + diag(r) M,   ∂x = g_s Ŵ
+
+It chooses the memory layout of each product by shape (skinny products with small ``d`` are
+several times faster with the transposed operands on CPU BLAS) and keeps no autograd graph of
+the many elementwise steps.
+
+A *core* is an object with these members (see :mod:`hamgrad.models.cascade_kernel` and
+:mod:`hamgrad.models.modular_kernel`):
+
+* ``tag``: a name for its scratch buffers;
+* ``n_keep(theta)``: how many ``(N, h)`` arrays its backward reads (the last one is ``v``);
+  ``n_roll(theta)``: how many a forward pass that keeps nothing needs; ``n_work(theta)``: how
+  many scratch arrays its backward needs besides those;
+* ``forward(s, theta, bufs, keep) -> v``: the values; with ``keep`` it fills the ``n_keep``
+  arrays of ``bufs``, otherwise it may recycle its ``n_roll`` buffers;
+* ``backward(g_v, s, theta, kept, work, needs) -> (g_s, *g_theta)``: back-propagation from the
+  kept arrays; ``needs[i]`` says whether ``theta[i]`` needs a gradient (``None`` where not); it
+  may overwrite ``g_v``;
+* ``reference(s, *theta) -> v``: the same map in differentiable torch ops.
+
+Memory: the kept arrays live in a block from :data:`hamgrad.models.workspace.saved_pool` that the
+backward gives back, and all other temporaries in reused per-thread scratch buffers. On CPU this
+matters: fresh multi-megabyte arrays on every call cost page faults that can take longer than the
+arithmetic. A second backward through the same graph (``retain_graph=True``) recomputes the
+kept arrays. Double backward (``create_graph=True``, e.g. a loss on a Jacobian) re-evaluates the
+reference inside the backward, so higher derivatives are exact as well.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hamgrad.models.workspace import saved_pool, scratch
+
+#: Below this input size the products use transposed operands (faster skinny BLAS calls).
+SKINNY_DIM = 32
+
+
+def _scaled(weight, in_scale):
+    return weight if in_scale is None else weight * in_scale[:, None]
+
+
+def _pre(x, weight_hat, in_bias, out=None):
+    if in_bias is None:
+        return torch.mm(x, weight_hat.t(), out=out)
+    return torch.addmm(in_bias, x, weight_hat.t(), out=out)
+
+
+def tied_field_reference(core, x, weight, bias, in_scale, in_bias, *theta) -> torch.Tensor:
+    """``f = core(x Ŵᵀ + a) W + c`` in plain differentiable ops; ``x`` ``(N, d)``, ``W`` ``(h, d)``."""
+    s = _pre(x, _scaled(weight, in_scale), in_bias)
+    return torch.addmm(bias, core.reference(s, *theta), weight)
+
+
+class _TiedField(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, core, recording, x, weight, bias, in_scale, in_bias, *theta):
+        n, d = x.shape
+        h = weight.shape[0]
+        keep = recording and any(ctx.needs_input_grad)
+        n_keep = core.n_keep(theta)
+        if keep:
+            block = saved_pool.acquire(n_keep + 1, (n, h), x.dtype, x.device)
+            bufs = block.unbind(0)
+        else:
+            block = None
+            bufs = scratch(core.tag + "/fwd", core.n_roll(theta) + 1, (n, h), x.dtype, x.device)
+        s = _pre(x, _scaled(weight, in_scale), in_bias, out=bufs[0])
+        v = core.forward(s, theta, bufs[1:], keep)
+        ctx.skinny = skinny = d < SKINNY_DIM
+        if skinny:
+            f = torch.addmm(bias[:, None], weight.t(), v.t()).t()
+        else:
+            f = torch.addmm(bias, v, weight)
+        ctx.core = core
+        ctx.block = block
+        ctx.save_for_backward(x, weight, bias, in_scale, in_bias, *theta)
+        return f
+
+    @staticmethod
+    def backward(ctx, g_f):
+        core = ctx.core
+        x, weight, bias, in_scale, in_bias, *theta = ctx.saved_tensors
+        block, ctx.block = ctx.block, None
+        needs = ctx.needs_input_grad[2:]  # x, weight, bias, in_scale, in_bias, *theta
+
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the reference
+            if block is not None:
+                saved_pool.release(block)
+            inputs = (x, weight, bias, in_scale, in_bias, *theta)
+            with torch.enable_grad():
+                leaves = [
+                    t if (t is None or t.requires_grad) else t.detach().requires_grad_(True)
+                    for t in inputs
+                ]
+                out = tied_field_reference(core, *leaves)
+                chosen = [leaf for leaf, n in zip(leaves, needs, strict=True) if n]
+                grads = iter(torch.autograd.grad(out, chosen, g_f, create_graph=True))
+            return (None, None, *(next(grads) if n else None for n in needs))
+
+        need_x, need_w, need_b, need_r, need_a = needs[:5]
+        need_theta = needs[5:]
+        grads = [None] * (5 + len(theta))
+        if need_b:
+            grads[2] = g_f.sum(0)
+        if not (need_x or need_w or need_r or need_a or any(need_theta)):
+            return (None, None, *grads)
+        n, h = x.shape[0], weight.shape[0]
+        weight_hat = _scaled(weight, in_scale)
+        if block is None:  # second backward through this graph: recompute
+            kept_all = scratch(
+                core.tag + "/rec", core.n_keep(theta) + 1, (n, h), x.dtype, x.device
+            )
+            s = _pre(x, weight_hat, in_bias, out=kept_all[0])
+            core.forward(s, theta, kept_all[1:], True)
+        else:
+            kept_all = block.unbind(0)
+            s = kept_all[0]
+        kept = kept_all[1:]
+        work = scratch(core.tag + "/bwd", core.n_work(theta) + 1, (n, h), x.dtype, x.device)
+        g_v = torch.mm(g_f, weight.t(), out=work[0])
+        g_s, *g_theta = core.backward(g_v, s, theta, kept, work[1:], need_theta)
+        v = kept[-1]
+        grads[5:] = g_theta
+        if need_x:
+            grads[0] = torch.mm(g_s, weight_hat)
+        if need_a:
+            grads[4] = g_s.sum(0)
+        if need_w or need_r:
+            skinny = ctx.skinny
+            if in_scale is None:
+                if skinny:
+                    grads[1] = torch.addmm(torch.mm(g_f.t(), v), x.t(), g_s).t()
+                else:
+                    grads[1] = torch.addmm(torch.mm(v.t(), g_f), g_s.t(), x)
+            else:
+                m = torch.mm(x.t(), g_s).t() if skinny else torch.mm(g_s.t(), x)  # (h, d)
+                if need_r:
+                    grads[3] = (m * weight).sum(1)
+                if need_w:
+                    out_part = torch.mm(g_f.t(), v).t() if skinny else torch.mm(v.t(), g_f)
+                    grads[1] = out_part.addcmul_(m, in_scale[:, None])
+        if block is not None:
+            saved_pool.release(block)
+        return (None, None, *grads)
+
+
+def tied_field(
+    core,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    *theta: torch.Tensor,
+    in_scale: torch.Tensor | None = None,
+    in_bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Fused ``f = core(x Ŵᵀ + a; θ) W + c`` with ``Ŵ = diag(in_scale) W`` and ``a = in_bias``.
+
+    ``x`` ``(N, d)``, ``weight`` ``(h, d)``, ``bias`` ``(d,)``, ``in_scale``/``in_bias`` ``(h,)``
+    or None. Values equal :func:`tied_field_reference` to round-off; first and higher derivatives
+    with respect to every tensor argument are supported.
+    """
+    recording = torch.is_grad_enabled()
+    return _TiedField.apply(core, recording, x, weight, bias, in_scale, in_bias, *theta)

@@ -1,0 +1,200 @@
+"""The gradient networks are gradient fields: symmetric (and, when monotone, PSD) Jacobians,
+potentials whose gradient is the output; batch shapes and dtypes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.integrate import quad
+
+from hamgrad.models import MODEL_NAMES, build_model
+from hamgrad.models.quadrature import panels_needed, ridge_integral
+from hamgrad.testing import assert_conservative, assert_monotone, field_jacobian
+
+F64 = torch.float64
+
+
+def _points(n, dim, scale=2.0, seed=0, dtype=F64):
+    gen = torch.Generator().manual_seed(seed)
+    return (2 * torch.rand(n, dim, generator=gen, dtype=dtype) - 1) * scale
+
+
+cascade_configs = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["gradnet-c", "mgradnet-c"]),
+        "dim": st.integers(1, 5),
+        "width": st.integers(1, 10),
+        "layers": st.integers(1, 5),
+        "activation": st.sampled_from(["tanh", "wtanh"]),
+        "seed": st.integers(0, 2**16),
+    }
+)
+modular_configs = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["gradnet-m", "mgradnet-m"]),
+        "dim": st.integers(1, 5),
+        "width": st.integers(1, 10),
+        "modules": st.integers(1, 5),
+        "activation": st.sampled_from(["softmax", "wsoftmax", "tanh", "wtanh"]),
+        "seed": st.integers(0, 2**16),
+    }
+)
+gradnet_configs = st.one_of(cascade_configs, modular_configs)
+
+
+def _build(config, **extra):
+    config = dict(config)
+    name, dim, width, seed = (config.pop(k) for k in ("name", "dim", "width", "seed"))
+    return build_model(name, dim, width=width, seed=seed, dtype=F64, **config, **extra)
+
+
+@settings(deadline=None, max_examples=25)
+@given(config=gradnet_configs, fused=st.booleans())
+def test_jacobian_symmetric_and_psd_when_monotone(config, fused):
+    model = _build(config, fused=fused)
+    x = _points(24, model.dim, scale=3.0, seed=config["seed"])
+    assert assert_conservative(model, x, rtol=1e-10) <= 1e-10
+    if model.monotone:
+        assert assert_monotone(model, x, rtol=1e-10, tol=1e-10) >= -1e-10
+
+
+@pytest.mark.parametrize("name", ["gradnet-c", "gradnet-m"])
+@pytest.mark.parametrize("activation", ["tanh", "wtanh", "softmax", "wsoftmax"])
+def test_general_nets_have_indefinite_jacobians(name, activation):
+    """The PSD check discriminates: the general networks are not monotone somewhere."""
+    if name == "gradnet-c" and activation in ("softmax", "wsoftmax"):
+        pytest.skip("group activations are refused in the cascade")
+    x = _points(200, 3, scale=3.0)
+    found = 0
+    for seed in range(3):
+        model = build_model(name, 3, width=8, activation=activation, seed=seed, dtype=F64)
+        assert_conservative(model, x)
+        with pytest.raises(AssertionError, match="not monotone"):
+            assert_monotone(model, x)
+        jac = field_jacobian(model, x)
+        eig = torch.linalg.eigvalsh(jac)
+        found += int((eig[:, 0] < -1e-3 * eig.abs().amax(-1)).any())
+        monotone = build_model("m" + name, 3, width=8, activation=activation, seed=seed)
+        assert_monotone(monotone.double(), x)
+    assert found == 3
+
+
+def test_hnn_is_conservative_mlp_is_not():
+    x = _points(30, 4, seed=3)
+    assert_conservative(build_model("hnn", 4, width=16, dtype=F64), x)
+    with pytest.raises(AssertionError, match="not conservative"):
+        assert_conservative(build_model("mlp", 4, width=16, dtype=F64), x)
+
+
+def _potential_gradient_error(model, x):
+    xr = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model.potential(xr).sum(), xr)
+    field = model(x)
+    return float(torch.linalg.norm(grad - field.detach()) / torch.linalg.norm(field.detach()))
+
+
+@settings(deadline=None, max_examples=25)
+@given(config=gradnet_configs, scale=st.sampled_from([0.5, 3.0, 20.0]))
+def test_potential_gradient_is_the_field(config, scale):
+    model = _build(config)
+    x = _points(16, model.dim, scale=scale, seed=config["seed"] + 1)
+    assert _potential_gradient_error(model, x) <= 1e-8
+
+
+def test_hnn_potential_gradient_is_the_field():
+    model = build_model("hnn", 3, width=20, dtype=F64, seed=0)
+    assert _potential_gradient_error(model, _points(20, 3)) <= 1e-12
+
+
+@pytest.mark.parametrize("name", ["gradnet-c", "mgradnet-c"])
+def test_cascade_potential_against_independent_quadrature(name):
+    """Φ_i(s) = ∫₀ˢ φ_i from the Gauss–Legendre rule agrees with scipy's adaptive quad."""
+    model = build_model(name, 2, width=5, layers=4, seed=4, dtype=F64)
+    s = torch.tensor([[-7.0, -1.3, 0.0, 2.2, 11.0]], dtype=F64)
+    ours = ridge_integral(model.profile, s, model.profile_gain())[0]
+    for i in range(5):
+
+        def phi(t, i=i):
+            row = torch.zeros(1, 5, dtype=F64)
+            row[0, i] = t
+            return float(model.profile(row)[0, i])
+
+        expected, _ = quad(phi, 0.0, float(s[0, i]), epsabs=1e-13, epsrel=1e-13, limit=200)
+        assert abs(float(ours[i]) - expected) <= 1e-11 * max(1.0, abs(expected))
+
+
+@settings(deadline=None, max_examples=15)
+@given(config=cascade_configs, scale=st.sampled_from([1.0, 10.0, 50.0]))
+def test_cascade_quadrature_converged(config, scale):
+    """The default rule agrees with one using 4x the panels and 3x the nodes per panel."""
+    model = _build(config)
+    x = _points(8, model.dim, scale=scale, seed=config["seed"])
+    s = x @ model.weight.T
+    gain = model.profile_gain()
+    with torch.no_grad():
+        ours = ridge_integral(model.profile, s, gain)
+        ref = ridge_integral(
+            model.profile, s, gain, nodes_per_panel=48, n_panels=4 * panels_needed(s, gain)
+        )
+    assert torch.allclose(ours, ref, rtol=1e-12, atol=1e-12 * float(ref.abs().max() + 1))
+
+
+def test_modular_potential_closed_form_against_line_integral():
+    """F(x) − F(y) equals ∫₀¹ f(y + t(x − y))·(x − y) dt (high-order quadrature)."""
+    for name, activation in [("gradnet-m", "wsoftmax"), ("mgradnet-m", "softmax")]:
+        model = build_model(name, 3, width=6, activation=activation, seed=2, dtype=F64)
+        x, y = _points(4, 3, seed=1), _points(4, 3, seed=2)
+        nodes, weights = np.polynomial.legendre.leggauss(60)
+        t = torch.tensor((nodes + 1) / 2, dtype=F64)
+        w = torch.tensor(weights / 2, dtype=F64)
+        path = y[None] + t[:, None, None] * (x - y)[None]  # (T, B, d)
+        with torch.no_grad():
+            line = torch.einsum("t,tb->b", w, (model(path) * (x - y)[None]).sum(-1))
+            diff = model.potential(x) - model.potential(y)
+        assert torch.allclose(diff, line, rtol=1e-12, atol=1e-12)
+
+
+# -- batch shapes, dtypes, devices ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("shape", [(), (5,), (2, 3), (0,)])
+def test_batch_shapes(name, shape, dtype):
+    model = build_model(name, 3, width=4, seed=0, dtype=dtype)
+    x = torch.randn(*shape, 3, dtype=dtype)
+    out = model(x)
+    assert out.shape == (*shape, 3) and out.dtype == dtype
+    if model.conservative:
+        pot = model.potential(x)
+        assert pot.shape == shape and pot.dtype == dtype
+    # each sample is independent of the others in its batch
+    if len(shape) == 2:
+        single = model(x[1, 2])
+        assert torch.allclose(single, out[1, 2], rtol=1e-5 if dtype == torch.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_output_dtype_follows_input(name):
+    model = build_model(name, 2, width=3, seed=0)  # float32 parameters
+    x = torch.randn(4, 2, dtype=F64)
+    assert model(x).dtype == F64
+    assert model.double()(x.float()).dtype == torch.float32
+    assert model(x).device == x.device
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_no_grad_and_training(name):
+    model = build_model(name, 3, width=5, seed=1)
+    x = torch.randn(7, 3)
+    with torch.no_grad():
+        quiet = model(x)
+    assert not quiet.requires_grad
+    out = model(x)
+    assert out.requires_grad
+    assert torch.allclose(out, quiet)
+    loss = ((out - 1.0) ** 2).mean()
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

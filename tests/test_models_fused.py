@@ -1,0 +1,146 @@
+"""The fused kernels agree with the literal (eager) equations to round-off, in values and in
+first and second derivatives, and their buffer recycling is safe."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hamgrad.models import build_model
+from hamgrad.models.workspace import saved_pool
+
+F64 = torch.float64
+
+
+def _pair(name, dim, width, seed, **options):
+    fused = build_model(name, dim, width=width, seed=seed, dtype=F64, fused=True, **options)
+    eager = build_model(name, dim, width=width, seed=seed, dtype=F64, fused=False, **options)
+    return fused, eager
+
+
+def _close(a, b, rtol=1e-10):
+    scale = float(b.abs().max()) if b.numel() else 0.0
+    return float((a - b).abs().max()) <= rtol * max(scale, 1e-300) if b.numel() else True
+
+
+def _derivatives(model, x, g, r):
+    """Output, first derivatives (x and parameters) and a second derivative."""
+    xr = x.clone().requires_grad_(True)
+    out = model(xr)
+    params = list(model.parameters())
+    first = torch.autograd.grad(out, [xr, *params], g, create_graph=True)
+    # second order: d/d(params, x) of <∂(g·f)/∂x, r>
+    second = torch.autograd.grad((first[0] * r).sum(), [xr, *params], allow_unused=True)
+    return out, first, second
+
+
+configs = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "name": st.sampled_from(["gradnet-c", "mgradnet-c"]),
+            "layers": st.integers(1, 5),
+            "activation": st.sampled_from(["tanh", "wtanh"]),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "name": st.sampled_from(["gradnet-m", "mgradnet-m"]),
+            "modules": st.integers(1, 4),
+            "activation": st.sampled_from(["softmax", "wsoftmax", "tanh", "wtanh"]),
+        }
+    ),
+)
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    config=configs,
+    dim=st.sampled_from([1, 3, 40]),  # 40 takes the non-skinny product layout
+    width=st.integers(1, 9),
+    seed=st.integers(0, 1000),
+)
+def test_fused_matches_eager(config, dim, width, seed):
+    config = dict(config)
+    fused, eager = _pair(config.pop("name"), dim, width, seed, **config)
+    gen = torch.Generator().manual_seed(seed)
+    x = 2 * torch.randn(6, dim, generator=gen, dtype=F64)
+    g = torch.randn(6, dim, generator=gen, dtype=F64)
+    r = torch.randn(6, dim, generator=gen, dtype=F64)
+    out_f, first_f, second_f = _derivatives(fused, x, g, r)
+    out_e, first_e, second_e = _derivatives(eager, x, g, r)
+    assert _close(out_f, out_e)
+    for a, b in zip(first_f, first_e, strict=True):
+        assert _close(a, b)
+    for a, b in zip(second_f, second_e, strict=True):
+        assert (a is None) == (b is None)
+        if b is not None:
+            assert _close(a, b)
+
+
+@pytest.mark.parametrize("name", ["gradnet-c", "mgradnet-m", "gradnet-m"])
+def test_first_order_backward_without_create_graph(name):
+    """The plain (hand-written) backward, as used in training, matches the eager autograd."""
+    for dim in (2, 40):
+        fused, eager = _pair(name, dim, 7, seed=3)
+        x = torch.randn(11, dim, dtype=F64, requires_grad=True)
+        target = torch.randn(11, dim, dtype=F64)
+        grads = []
+        for model in (fused, eager):
+            loss = ((model(x) - target) ** 2).mean()
+            grads.append(torch.autograd.grad(loss, [x, *model.parameters()]))
+        for a, b in zip(*grads, strict=True):
+            assert _close(a, b)
+
+
+def test_large_pre_activations_take_the_safe_softmin_path():
+    """Softmax entries too small to invert: softmin falls back to its own exponential."""
+    fused, eager = _pair("gradnet-m", 3, 9, seed=5)
+    with torch.no_grad():
+        fused.weight.mul_(400.0)
+        eager.weight.mul_(400.0)
+    x = torch.randn(5, 3, dtype=F64, requires_grad=True)
+    g = torch.randn(5, 3, dtype=F64)
+    a = torch.autograd.grad(fused(x), [x, *fused.parameters()], g)
+    b = torch.autograd.grad(eager(x), [x, *eager.parameters()], g)
+    assert torch.isfinite(fused(x)).all()
+    for u, v in zip(a, b, strict=True):
+        assert _close(u, v, rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["mgradnet-c", "gradnet-m"])
+def test_retained_graph_survives_buffer_reuse(name):
+    """A second backward through a retained graph is right even after other calls reused
+    the recycled buffers."""
+    model = build_model(name, 3, width=6, seed=0, dtype=F64)
+    other = build_model(name, 3, width=6, seed=1, dtype=F64)
+    x = torch.randn(8, 3, dtype=F64)
+    out = model(x)
+    params = list(model.parameters())
+    first = torch.autograd.grad(out.sum(), params, retain_graph=True)
+    for _ in range(3):  # take and give back pooled blocks of the same size
+        other(torch.randn(8, 3, dtype=F64)).pow(2).sum().backward()
+    second = torch.autograd.grad(out.sum(), params)
+    for a, b in zip(first, second, strict=True):
+        assert torch.allclose(a, b, rtol=1e-14, atol=1e-14)
+
+
+def test_many_forwards_before_one_backward():
+    """Rollout-style use: several graphs alive at once, then one backward through all."""
+    fused, eager = _pair("mgradnet-c", 2, 5, seed=2)
+    for model in (fused, eager):
+        model.zero_grad()
+        x = torch.tensor([[0.3, -0.2]], dtype=F64)
+        for _ in range(5):
+            x = x + 0.1 * model(x)
+        x.sum().backward()
+    for a, b in zip(fused.parameters(), eager.parameters(), strict=True):
+        assert _close(a.grad, b.grad)
+
+
+def test_pool_is_bounded():
+    model = build_model("mgradnet-m", 2, width=4, seed=0)
+    outs = [model(torch.randn(3, 2)) for _ in range(10)]
+    torch.stack(outs).sum().backward()
+    assert len(saved_pool._free) <= saved_pool.max_blocks

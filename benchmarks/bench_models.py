@@ -23,7 +23,12 @@ from hamgrad.models import build_model, count_params
 
 BATCH = 200
 DIMS = (8, 512)
-TARGETS = {("gradnet-c", 8): 2.0, ("gradnet-m", 8): 2.0, ("gradnet-c", 512): 1.0, ("gradnet-m", 512): 0.7}
+TARGETS = {
+    ("gradnet-c", 8): 2.0,
+    ("gradnet-m", 8): 2.0,
+    ("gradnet-c", 512): 1.0,
+    ("gradnet-m", 512): 0.7,
+}
 ROUNDS = 7
 REPEAT = 25
 COMMAND = ".venv/bin/python -m benchmarks models"

@@ -158,7 +158,9 @@ def generate_fields(
     except (ValueError, TypeError):
         partial.discard(f, path)
         raise
-    except BaseException:
+    except BaseException as exc:
+        if partial.is_write_failure(exc):  # disk full or I/O error: a clear error, no file left
+            raise partial.write_failed(f, path, exc) from None
         f.close()
         raise
     partial.finalize(f, path)
@@ -192,6 +194,7 @@ def _fill(
             first_block = max(0, done - start) // FIELD_BLOCK
             for b in range(first_block, -(-count // FIELD_BLOCK)):
                 r0, r1 = b * FIELD_BLOCK, min((b + 1) * FIELD_BLOCK, count)
+                partial.check_room(f)  # a full disk is a clear error, not a crash inside HDF5
                 with torch.no_grad():
                     x = torch.as_tensor(
                         fld.sample(r1 - r0, generator=torch_generator(seed, j, b)),

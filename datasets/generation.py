@@ -420,9 +420,6 @@ def generate(
             if not np.isfinite(f[split][name][row]).all():
                 raise ValueError(f"{split}/{name}[{row}] was not written")
 
-    if compression is None:  # the size is known: refuse to start when the disk is too full
-        row_values = (n_steps + 1) * (4 * n + 1) + len(plan.vary)
-        partial.check_free_space(path, 8 * n_trajectories * row_values)
     f, done = partial.open_partial(
         path,
         root_attrs=root_attrs,
@@ -487,6 +484,7 @@ def _fill(
     try:
         for i0 in range(done, plan.n_trajectories, step):
             i1 = min(i0 + step, plan.n_trajectories)
+            partial.check_room(f)  # a full disk is a clear error, not a crash inside HDF5
             arrays = simulate_range(system, plan, i0, i1)
             for split, (start, stop) in plan.ranges.items():
                 lo, hi = max(i0, start), min(i1, stop)

@@ -219,7 +219,12 @@ def write_failed(f: h5py.File, path: Path, exc: BaseException) -> OSError:
         tmp.unlink()
     code = _errno_of(exc)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    reason = os.strerror(code) if code else first
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror  # e.g. "No space left on device"
+    elif code and "errno = " in str(exc):
+        reason = os.strerror(code)  # HDF5's long report of the failed write
+    else:
+        reason = first
     error = OSError(
         f"cannot write {str(path)!r}: {reason}; the unfinished file was removed"
         + (" (free some disk space and run the command again)" if code == errno.ENOSPC else "")
@@ -228,20 +233,48 @@ def write_failed(f: h5py.File, path: Path, exc: BaseException) -> OSError:
     return error
 
 
-def check_free_space(path: str | os.PathLike, n_bytes: int) -> None:
-    """Refuse to start writing about ``n_bytes`` to ``path`` when its file system has less free."""
-    path = Path(path)
+#: Free space kept in reserve for HDF5's own metadata when checking room for a write (bytes).
+METADATA_RESERVE = 64 << 10
+
+
+def allocated_bytes(f: h5py.File) -> int:
+    """Bytes the datasets of ``f`` occupy once fully written, uncompressed (whole chunks)."""
+    total = 0
+
+    def visit(_name: str, obj: Any) -> None:
+        nonlocal total
+        if isinstance(obj, h5py.Dataset) and not obj.is_virtual:
+            shape = obj.shape or ()
+            block = obj.chunks or shape
+            n = 1
+            for size, chunk in zip(shape, block, strict=True):
+                n *= -(-size // chunk) * chunk if chunk else size
+            total += n * obj.dtype.itemsize
+
+    f.visititems(visit)
+    return total
+
+
+def check_room(f: h5py.File) -> None:
+    """Refuse to go on writing the partial file ``f`` when its disk cannot hold the rest of it.
+
+    HDF5 may crash the process when the disk fills up under it, so writers call this before each
+    chunk: the error (an ``OSError``, errno ENOSPC) takes the writer's failure path
+    (:func:`write_failed`), which removes the partial file while HDF5 can still close it cleanly.
+    Compressed datasets are counted at their uncompressed size (an upper bound).
+    """
+    path = Path(f.filename)
     try:
         stat = os.statvfs(path.parent)
+        size = path.stat().st_size
     except (OSError, AttributeError):
         return  # unknown: the write itself will tell
     free = stat.f_bavail * stat.f_frsize
-    if tmp_size := (partial_path(path).stat().st_size if partial_path(path).exists() else 0):
-        n_bytes -= tmp_size
-    if n_bytes > free:
+    needed = allocated_bytes(f) - size + METADATA_RESERVE
+    if needed > free:
         error = OSError(
-            f"cannot write {str(path)!r}: not enough free disk space (the file needs about "
-            f"{n_bytes / 1e6:.1f} MB, {free / 1e6:.1f} MB are free in {str(path.parent)!r})"
+            f"not enough free disk space (the rest of the file needs about {needed / 1e6:.2f} MB, "
+            f"{free / 1e6:.2f} MB are free in {str(path.parent)!r})"
         )
         error.errno = errno.ENOSPC
         raise error

@@ -169,6 +169,7 @@ def _write_shard(
         ) as bar:
             for c0 in range(i0 + done, i1, step):
                 c1 = min(c0 + step, i1)
+                partial.check_room(f)
                 arrays = simulate_range(system, plan, c0, c1)
                 for split, (lo, hi) in _split_rows(plan.ranges, c0, c1).items():
                     base = rows[split][0]
@@ -176,10 +177,12 @@ def _write_shard(
                         f[split][key][lo - base : hi - base] = value[lo - c0 : hi - c0]
                 partial.record_progress(f, c1 - i0)
                 bar.update(c1 - c0)
-    except (DivergenceError, ConvergenceError, ValueError, TypeError, OSError):
-        partial.discard(f, target)  # a rerun would fail the same way (or the disk is full)
+    except (DivergenceError, ConvergenceError, ValueError, TypeError):
+        partial.discard(f, target)  # a rerun would fail the same way
         raise
-    except BaseException:
+    except BaseException as exc:
+        if partial.is_write_failure(exc):  # disk full or I/O error: a clear error, no file left
+            raise partial.write_failed(f, target, exc) from None
         f.close()  # keep the partial shard: a rerun resumes it
         raise
     partial.finalize(f, target)

@@ -62,22 +62,27 @@ def normalize_splits(splits: Mapping[str, float] | Sequence[float] | str) -> dic
 
 
 def split_counts(n: int, fractions: Mapping[str, float]) -> dict[str, int]:
-    """Items per split: floor(f·n), with the remainder going to the largest fractional parts.
+    """Items per split: floor(f·n), the remainder going to the largest fractional parts.
 
-    Every split with a positive fraction must get at least one item (else a ``ValueError`` says so).
+    A split with a positive fraction that would get no item takes one from the largest split, so
+    ``(0.8, 0.1, 0.1)`` of 6 gives 4, 1, 1. Fewer items than splits is a ``ValueError``.
     """
+    if n < len(fractions):
+        raise ValueError(
+            f"{n} item(s) cannot fill {len(fractions)} splits {list(fractions)}; "
+            "use more items or fewer splits (fraction 0 drops a split)"
+        )
     raw = {name: f * n for name, f in fractions.items()}
     counts = {name: math.floor(v) for name, v in raw.items()}
     remainder = n - sum(counts.values())
     order = sorted(raw, key=lambda name: (-(raw[name] - counts[name]), SPLIT_NAMES.index(name)))
     for name in order[:remainder]:
         counts[name] += 1
-    empty = [name for name, c in counts.items() if c == 0]
-    if empty:
-        raise ValueError(
-            f"split(s) {empty} would get 0 of {n} items with fractions {dict(fractions)}; "
-            "use more items or drop the split (fraction 0)"
-        )
+    for name in counts:
+        if counts[name] == 0:
+            largest = max(counts, key=lambda k: (counts[k], -SPLIT_NAMES.index(k)))
+            counts[largest] -= 1
+            counts[name] = 1
     return counts
 
 

@@ -152,13 +152,15 @@ def evaluate_model(
     method: str | None = None,
     substeps: int | None = None,
     true: torch.Tensor | None = None,
+    model_energy: bool = False,
     **options: Any,
 ) -> EvalResult:
     """Roll ``model`` and ``system`` out from ``x0`` (B, 2n) and score the prediction.
 
     ``dt`` (time units) is the output interval, ``n_steps`` the number of output steps (horizon
     ``n_steps·dt``). ``true`` may pass a precomputed ground truth (B, n_steps+1, 2n) to share it
-    between models.
+    between models. ``model_energy=True`` also evaluates the model's own energy along its rollout
+    (for cascade GradNets this is a quadrature and can be slow).
     """
     from hamgrad.systems.ground_truth import simulate
 
@@ -179,10 +181,9 @@ def evaluate_model(
     true_np, pred_np = true.numpy(), pred.numpy()
     h_true = _energy(system.hamiltonian, true)
     h_pred = _energy(system.hamiltonian, pred)
-    model_energy = None
-    if getattr(model, "conservative", False) and hasattr(model, "energy"):
-        m = _float64_copy(model)
-        model_energy = _energy(m.energy, pred)
+    own_energy = None
+    if model_energy and getattr(model, "conservative", False) and hasattr(model, "energy"):
+        own_energy = _energy(_float64_copy(model).energy, pred)
 
     psnr = np.asarray(trajectory_psnr(pred_np, true_np))
     e_mse = np.asarray(energy_mse(h_true, h_pred))
@@ -217,8 +218,8 @@ def evaluate_model(
         "valid_fraction": summarize(vpt_frac),
         "relative_error_geomean": summarize(geo),
     }
-    if model_energy is not None:
-        own = energy_drift(model_energy, t=t)
+    if own_energy is not None:
+        own = energy_drift(own_energy, t=t)
         metrics["model_energy_drift_max"] = summarize(own["max"])
         metrics["model_energy_drift_half_ratio"] = summarize(own["half_ratio"])
     return EvalResult(
@@ -227,7 +228,7 @@ def evaluate_model(
         pred=pred_np,
         true_energy=h_true,
         pred_energy=h_pred,
-        model_energy=model_energy,
+        model_energy=own_energy,
         integrator=method,
         integrator_options=options,
         metrics=metrics,

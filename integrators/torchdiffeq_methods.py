@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 from hamgrad.integrators.base import Integrator, register_integrator
-from hamgrad.integrators.recorder import first_divergence
+from hamgrad.integrators.recorder import _format_indices, first_divergence
 
 from hamgrad.errors import ConvergenceError, DivergenceError
 from hamgrad.validation import check_positive_float, check_positive_int
@@ -34,6 +34,27 @@ class HamiltonianField(torch.nn.Module):
         super().__init__()
         self.h = h
         self.enable_grad = enable_grad
+        self.last_accepted: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def callback_accept_step(self, t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:
+        """torchdiffeq's hook after each accepted adaptive step (kept for error messages)."""
+        self.last_accepted = (t0, y0, dt)
+
+    def suspects(self) -> tuple[float | None, list[int]]:
+        """After a failure: the end time of the last accepted step and the trajectories whose
+        field is non-finite at that step's start or a few explicit Euler steps further (where the
+        rejected trial steps went)."""
+        if self.last_accepted is None:
+            return None, []
+        t0, y0, dt = self.last_accepted
+        with torch.no_grad():
+            f0 = self(t0, y0)
+            bad = ~torch.isfinite(f0).all(dim=-1)
+            for c in (1.0, 2.0, 5.0, 10.0):
+                if bool(bad.any()):
+                    break
+                bad = ~torch.isfinite(self(t0 + c * dt, y0 + c * dt * f0)).all(dim=-1)
+        return abs(float(t0 + dt)), torch.nonzero(bad).flatten().tolist()
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.enable_grad and not torch.is_grad_enabled():
@@ -92,8 +113,16 @@ class TorchdiffeqIntegrator(Integrator):
         except (AssertionError, RuntimeError) as err:
             text = str(err)
             if "underflow" in text or "nan" in text.lower():
+                t_last, rows = field.suspects()
+                where = (
+                    ""
+                    if t_last is None
+                    else f" after t = {t_last:g} (about step {t_last / abs(dt):.0f})"
+                )
+                who = f" in trajectories {_format_indices(rows)}" if rows else ""
                 raise DivergenceError(
-                    f"rollout with method {self.name!r} (dt={dt:g}) diverged: {text}"
+                    f"rollout with method {self.name!r} (dt={dt:g}) diverged: the adaptive step "
+                    f"size collapsed ({text}){where}{who}; the field is non-finite or too stiff"
                 ) from err
             if "max_num_steps" in text:
                 raise ConvergenceError(

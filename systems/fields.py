@@ -24,8 +24,8 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
-
 from hamgrad.systems.registry import register
+
 from hamgrad.validation import check_last_dim, check_positive_int
 
 #: Number of uniform points over which PolyMax's normalising constant c is averaged.

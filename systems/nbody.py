@@ -44,7 +44,6 @@ class PlanarGravity(System):
         self._pairs = pairs
         self._incidence = incidence  # (N, P): +1 for the first body of a pair, -1 for the second
         self._pair_weight = [self.G * self.masses[i] * self.masses[j] for i, j in pairs]
-        self._pair_weight_col = np.asarray(self._pair_weight)[:, None]
         self._pair_mu = [self.G * (self.masses[i] + self.masses[j]) for i, j in pairs]
         self._inv_mass = np.repeat(1.0 / np.asarray(self.masses), 2)  # per coordinate
         return out
@@ -70,10 +69,16 @@ class PlanarGravity(System):
         return self.kinetic(x[..., n:]) + self.potential(x[..., :n])
 
     def grad_q(self, q: Tensor) -> Tensor:
-        d = self._separations(q)  # (..., P, 2)
-        r2 = (d * d).sum(-1, keepdim=True)
-        f = d * (self._constant("pair_weight_col", self._pair_weight_col, q) / (r2 * r2.sqrt()))
-        return (self._constant("incidence", self._incidence, q) @ f).flatten(-2)
+        # Column arithmetic, pair by pair: on (B, 2N) batches this beats gathers, matrix products
+        # and reductions over the tiny coordinate axis by a wide margin.
+        cols = q.unbind(-1)
+        grad: list[Tensor | None] = [None] * self.dof
+        for (i, j), w in zip(self._pairs, self._pair_weight, strict=True):
+            for axis, force in enumerate(pair_force(cols, i, j, w)):
+                a, b = 2 * i + axis, 2 * j + axis
+                grad[a] = force if grad[a] is None else grad[a] + force
+                grad[b] = -force if grad[b] is None else grad[b] - force
+        return torch.stack(grad, dim=-1)
 
     def grad_p(self, p: Tensor) -> Tensor:
         return p * self._constant("inv_mass", self._inv_mass, p)
@@ -117,6 +122,17 @@ class PlanarGravity(System):
 
     # Internal ground-truth step as a fraction of the pericentre time scale (8th order).
     STEP_FRACTION: float = 0.05
+
+
+def pair_force(cols: tuple[Tensor, ...], i: int, j: int, weight: float) -> tuple[Tensor, Tensor]:
+    """``w (q_i − q_j) / |q_i − q_j|³`` as its two components (``∂V/∂q_i`` of the pair)."""
+    dx = cols[2 * i] - cols[2 * j]
+    dy = cols[2 * i + 1] - cols[2 * j + 1]
+    inv_r = (dx * dx + dy * dy).rsqrt()
+    c = inv_r * inv_r * inv_r
+    if weight != 1.0:
+        c = c * weight
+    return dx * c, dy * c
 
 
 def rotate(v: np.ndarray, angle: float) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from hamgrad.systems.base import check_range, normals, time_grid, uniforms
-from hamgrad.systems.nbody import PlanarGravity, rotate
+from hamgrad.systems.nbody import PlanarGravity, pair_force, rotate
 from hamgrad.systems.registry import register
 
 from hamgrad.validation import check_finite_float
@@ -68,10 +68,8 @@ class TwoBody(PlanarGravity):
         return out
 
     def grad_q(self, q: torch.Tensor) -> torch.Tensor:
-        d = q[..., 0:2] - q[..., 2:4]
-        r2 = (d * d).sum(-1, keepdim=True)
-        f = d * (self._pair_weight[0] / (r2 * r2.sqrt()))
-        return torch.cat([f, -f], dim=-1)
+        fx, fy = pair_force(q.unbind(-1), 0, 1, self._pair_weight[0])
+        return torch.stack([fx, fy, -fx, -fy], dim=-1)
 
     def sample_initial(self, n: int, seed: int = 0) -> torch.Tensor:
         u = uniforms(n, 3, seed)

@@ -48,7 +48,7 @@ def nothing_written(directory) -> bool:
         ({"splits": (0.5, 0.2, 0.2)}, ValueError, "split fractions must sum to 1"),
         ({"splits": {"train": 0.5, "tst": 0.5}}, ValueError, "unknown split name"),
         ({"splits": (1.2, -0.2)}, ValueError, "must be in \\[0, 1\\]"),
-        ({"splits": (0.99, 0.01), "n_trajectories": 10}, ValueError, "would get 0 of 10"),
+        ({"splits": (0.5, 0.2, 0.3), "n_trajectories": 2}, ValueError, "cannot fill 3 splits"),
         ({"chunk_size": 0}, ValueError, "chunk_size must be a positive integer"),
         ({"compression": "zip"}, ValueError, "unknown compression 'zip'"),
         ({"compression": "gzip", "compression_opts": 12}, ValueError, "gzip level 0-9"),

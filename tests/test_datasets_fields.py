@@ -66,8 +66,12 @@ def test_blocks_make_large_splits_resumable(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         generate_fields("convex-2d", dest, counts={"train": n}, progress=False)
     assert not dest.exists()
-    monkeypatch.setattr(field_data, "torch_generator", original)
+    blocks = []
+    monkeypatch.setattr(
+        field_data, "torch_generator", lambda *key: blocks.append(key) or original(*key)
+    )
     generate_fields("convex-2d", dest, counts={"train": n}, progress=False)
+    assert [key[2] for key in blocks] == [1, 2]  # block 0 was kept from the interrupted run
     np.testing.assert_array_equal(load_fields(dest, "train").x, load_fields(ref, "train").x)
 
 

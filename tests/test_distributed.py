@@ -16,10 +16,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from hamgrad import distributed
 from hamgrad.datasets import generate, load_trajectories
 from hamgrad.datasets.partial import partial_path
 from hamgrad.datasets.sharded import (
@@ -28,6 +24,10 @@ from hamgrad.datasets.sharded import (
     shard_path,
     shard_ranges,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hamgrad import distributed
 from hamgrad.errors import DataFormatError
 
 ARRAYS = ("t", "q", "p", "dqdt", "dpdt", "energy")
@@ -227,7 +227,9 @@ def test_joined_file_with_a_missing_or_damaged_shard_is_refused(monkeypatch, tmp
     with pytest.raises(DataFormatError, match=r"joins shard files that are missing: d\.shard-1"):
         load_trajectories(path, "train")
     shard1.write_bytes(kept[: len(kept) // 2])
-    with pytest.raises(DataFormatError, match="'d.shard-1-of-2.h5' is not a complete hamgrad shard"):
+    with pytest.raises(
+        DataFormatError, match="'d.shard-1-of-2.h5' is not a complete hamgrad shard"
+    ):
         load_trajectories(path, "train")
 
 

@@ -71,7 +71,9 @@ def spring_run(spring_data, tmp_path_factory):
 def test_exact_model_scores_perfectly():
     system = get_system("two-body")
     x0 = system.sample_initial(3, seed=5)
-    result = evaluate_model(ExactHamiltonian(system), system, x0, 0.05, 200, substeps=4)
+    result = evaluate_model(
+        ExactHamiltonian(system), system, x0, 0.05, 200, substeps=4, model_energy=True
+    )
     m = result.metrics
     assert m["psnr_db"]["min"] > 100
     assert m["energy_mse"]["max"] < 1e-16

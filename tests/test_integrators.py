@@ -293,6 +293,12 @@ def test_divergence_names_step_and_trajectories(method, grad):
         rollout(Cliff(), x0, 0.1, 200, method=method)
 
 
+def test_adaptive_divergence_names_time_and_trajectories():
+    x0 = torch.tensor([[-20.0, 0.0], [0.0, 0.0], [-30.0, 1.0]], dtype=F64)
+    with pytest.raises(DivergenceError, match=r"step size collapsed.*after t = 0\.\d+.*\[1\]"):
+        rollout(Cliff(), x0, 0.1, 200, method="dopri5")
+
+
 def test_divergence_with_save_every_names_the_interval():
     x0 = torch.tensor([[0.0, 0.0]], dtype=F64)
     with pytest.raises(DivergenceError, match=r"between steps 10 and 15"):
@@ -475,3 +481,22 @@ def test_fixed_grid_step_size_option():
     assert fine < coarse / 100  # 4th order: 4x smaller step, ~256x smaller error
     odd = rollout(h, x0, 0.2, 10, method="rk4", step_size=0.03)  # not a divisor: interpolated
     assert (odd[:, -1] - exact).abs().max() < 1e-3
+
+
+def test_every_registered_system_rolls_out():
+    """The Hamiltonian protocol as hamgrad.systems implements it: each system runs with a method
+    that fits it and keeps its energy to the method's accuracy."""
+    from hamgrad.systems import get_system, list_systems
+
+    for name in list_systems("dynamics"):
+        system = get_system(name)
+        x0 = system.sample_initial(3, seed=0)
+        method = "yoshida4" if system.separable else "implicit-midpoint"
+        traj = rollout(system, x0, 0.005, 20, method=method)
+        assert traj.shape == (3, 21, system.dim) and torch.equal(traj[:, 0], x0)
+        energy = system.hamiltonian(traj)
+        drift = (energy - energy[:, :1]).abs().max() / energy.abs().max()
+        assert drift < 1e-5, (name, float(drift))
+        if not system.separable:
+            with pytest.raises(ValueError, match="separable"):
+                rollout(system, x0, 0.005, 2, method="leapfrog")

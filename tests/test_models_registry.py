@@ -54,7 +54,9 @@ def test_authors_table_built_models(d, c_width, c_params, m_width, m_params):
 def test_paper_2d_models():
     assert count_params(build_model("mgradnet-c", 2, width=7, activation="tanh", layers=4)) == 100
     assert count_params(build_model("gradnet-c", 2, width=7, activation="tanh", layers=4)) == 100
-    assert count_params(build_model("mgradnet-m", 2, width=7, activation="softmax", modules=4)) == 94
+    assert (
+        count_params(build_model("mgradnet-m", 2, width=7, activation="softmax", modules=4)) == 94
+    )
     assert count_params(build_model("gradnet-m", 2, width=7, activation="softmax", modules=4)) == 94
 
 

@@ -53,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     size.add_argument("--param-budget", type=int, help="total trainable parameters (at most)")
     size.add_argument("--width", type=int, help="hidden width of the network(s)")
     parser.add_argument("--steps", type=int, help="optimisation steps (default 2000)")
-    parser.add_argument("--batch-size", type=int, help="samples per step (default 200)")
+    parser.add_argument(
+        "--batch-size", type=int, help="samples per step, all ranks together (default 200)"
+    )
     parser.add_argument("--lr", type=float, help="peak learning rate of Adam (default 1e-3)")
     parser.add_argument(
         "--schedule",
@@ -104,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
     result = train_dynamics(
         args.data, args.out, resume=args.resume, progress=not args.quiet, **settings
     )
+    from hamgrad import distributed
+
+    if not distributed.is_main():
+        return 0  # under torchrun rank 0 reports
     last = result.history[-1] if result.history else {}
     parts = [f"trained {result.config.model}", f"{result.steps_done} steps"]
     if last.get("loss") is not None:

@@ -5,8 +5,8 @@ conservative ones also have ``potential(x) -> (...)`` with ``∇potential = forw
 """
 
 from hamgrad.models.activations import ACTIVATION_NAMES, make_activation
-from hamgrad.models.baselines import HNN, MLP
 from hamgrad.models.base import GradientModel
+from hamgrad.models.baselines import HNN, MLP
 from hamgrad.models.cascade import CascadeGradNet, GradNetC, MGradNetC
 from hamgrad.models.modular import GradNetM, MGradNetM, ModularGradNet
 from hamgrad.models.registry import (

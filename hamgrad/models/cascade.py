@@ -17,6 +17,7 @@ Parameters: ``h·d`` (W) + ``L·h`` (b) + ``d`` (c) + ``2L·h`` (α, β) + the a
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -87,7 +87,7 @@ class CascadeCore:
 
     @staticmethod
     def n_work(theta) -> int:
-        return 2
+        return 2 * theta[0].shape[0]
 
     @staticmethod
     def forward(s, theta, bufs, keep):
@@ -105,41 +105,33 @@ class CascadeCore:
         return _output(P, Q, y_prev, sg_prev, bufs[2 * n_layers if keep else 4])
 
     @staticmethod
-    def backward(g_v, s, theta, kept, work_bufs, needs):
+    def backward(s, theta, kept, work, needs):
+        """``work`` = ``[T_1..T_L | G_1..G_L | G_{L+1} = g_v]`` with ``G_ℓ = ∂ℓ/∂z_ℓ``.
+
+        The recursion ``G_ℓ = G_{ℓ+1} ⊙ (Q_ℓ + 4P_ℓ sg_ℓ(1 − sg_ℓ))`` runs layer by layer; all
+        parameter reductions then run as a few operations on the stacked layers.
+        """
         beta, cb, P, Q = theta
         n_layers = beta.shape[0]
         ys, sgs = kept[:n_layers], kept[n_layers : 2 * n_layers]
-        work, g_s = work_bufs
+        temp = work[:n_layers]
+        g_all = work[n_layers:]  # G_1 .. G_{L+1}
         p4 = 4.0 * P
-        need_beta, need_cb, need_p, need_q = needs
-        d_beta = torch.empty_like(beta) if need_beta else None
-        d_cb = torch.empty_like(beta) if need_cb else None
-        d_p = torch.empty_like(beta) if need_p else None
-        d_q = torch.empty_like(beta) if need_q else None
-        g = g_v  # G_{ℓ+1}, a scratch buffer
-        sum_g = g.sum(0) if need_p else None
         for layer in range(n_layers - 1, -1, -1):
-            sg, y = sgs[layer], ys[layer]
-            if need_p:
-                torch.mul(g, sg, out=work)
-                torch.sub(2.0 * work.sum(0), sum_g, out=d_p[layer])
-            if need_q:
-                torch.mul(g, y, out=work)
-                torch.mul(work.sum(0), 0.5, out=d_q[layer])
-            # G_ℓ = G_{ℓ+1} ⊙ (Q + 4P sg (1 − sg))
-            torch.addcmul(sg, sg, sg, value=-1.0, out=work)
-            torch.addcmul(Q[layer], work, p4[layer], out=work)
-            g_new = work.mul_(g)
-            work, g = g, g_new  # the old G buffer is free again
-            if need_cb or need_p:
-                sum_g = g.sum(0)
-                if need_cb:
-                    d_cb[layer] = sum_g
-            if need_beta:
-                torch.mul(g, s, out=work)
-                torch.sum(work, 0, out=d_beta[layer])
-            if layer == n_layers - 1:
-                torch.mul(g, beta[layer], out=g_s)
-            else:
-                g_s.addcmul_(g, beta[layer])
+            sg, t = sgs[layer], temp[layer]
+            torch.addcmul(sg, sg, sg, value=-1.0, out=t)
+            torch.addcmul(Q[layer], t, p4[layer], out=t)
+            torch.mul(t, g_all[layer + 1], out=g_all[layer])
+        g_layers, g_next = g_all[:n_layers], g_all[1:]
+        need_beta, need_cb, need_p, need_q = needs
+        sums = g_all.sum(1) if (need_cb or need_p) else None  # (L+1, h)
+        d_beta = d_p = d_q = None
+        d_cb = sums[:n_layers] if need_cb else None
+        if need_beta:
+            d_beta = torch.mul(g_layers, s, out=temp).sum(1)
+        if need_p:
+            d_p = torch.mul(g_next, sgs, out=temp).sum(1).mul_(2.0).sub_(sums[1:])
+        if need_q:
+            d_q = torch.mul(g_next, ys, out=temp).sum(1).mul_(0.5)
+        g_s = torch.mul(g_layers, beta[:, None, :], out=temp).sum(0)
         return g_s, d_beta, d_cb, d_p, d_q

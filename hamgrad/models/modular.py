@@ -90,9 +90,7 @@ class ModularGradNet(GradientModel):
         self.reset_parameters()
 
     @staticmethod
-    def param_count(
-        dim: int, width: int, *, modules: int = 4, activation: str = "wsoftmax"
-    ) -> int:
+    def param_count(dim: int, width: int, *, modules: int = 4, activation: str = "wsoftmax") -> int:
         """Number of parameters of the network built with these arguments."""
         _check_activation(activation)
         act = activation_param_count(activation, width)

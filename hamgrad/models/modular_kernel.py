@@ -79,12 +79,12 @@ class SoftmaxPairCore:
         return v.view(u.shape)
 
     @staticmethod
-    def backward(g_v, u, theta, kept, work, needs):
+    def backward(u, theta, kept, work, needs):
         A, B = theta
         shape = (u.shape[0], A.shape[0], u.shape[1] // A.shape[0])
         plus, minus = (b.view(shape) for b in kept[:2])
         need_a, need_b = needs
-        g = g_v.view(shape)
+        g = work[1].view(shape)  # g_v
         gp = torch.mul(g, plus, out=work[0].view(shape))
         r_plus = gp.sum(-1, keepdim=True)  # ⟨σ⁺, g⟩, (N, K, 1)
         gm = g.mul_(minus)

@@ -19,12 +19,13 @@ A *core* is an object with these members (see :mod:`hamgrad.models.cascade_kerne
 * ``tag``: a name for its scratch buffers;
 * ``n_keep(theta)``: how many ``(N, h)`` arrays its backward reads (the last one is ``v``);
   ``n_roll(theta)``: how many a forward pass that keeps nothing needs; ``n_work(theta)``: how
-  many scratch arrays its backward needs besides those;
-* ``forward(s, theta, bufs, keep) -> v``: the values; with ``keep`` it fills the ``n_keep``
-  arrays of ``bufs``, otherwise it may recycle its ``n_roll`` buffers;
-* ``backward(g_v, s, theta, kept, work, needs) -> (g_s, *g_theta)``: back-propagation from the
-  kept arrays; ``needs[i]`` says whether ``theta[i]`` needs a gradient (``None`` where not); it
-  may overwrite ``g_v``;
+  many scratch arrays its backward needs besides ``g_v``;
+* ``forward(s, theta, bufs, keep) -> v``: the values; ``bufs`` is an ``(n, N, h)`` block; with
+  ``keep`` it fills the ``n_keep`` arrays, otherwise it may recycle ``n_roll`` buffers;
+* ``backward(s, theta, kept, work, needs) -> (g_s, *g_theta)``: back-propagation from the
+  ``kept`` block; ``work`` is an ``(n_work + 1, N, h)`` block whose last array holds
+  ``g_v = ∂ℓ/∂v`` (it may be overwritten); ``needs[i]`` says whether ``theta[i]`` needs a
+  gradient (``None`` where not);
 * ``reference(s, *theta) -> v``: the same map in differentiable torch ops.
 
 Memory: the kept arrays live in a block from :data:`hamgrad.models.workspace.saved_pool` that the
@@ -70,7 +71,7 @@ class _TiedField(torch.autograd.Function):
         n_keep = core.n_keep(theta)
         if keep:
             block = saved_pool.acquire(n_keep + 1, (n, h), x.dtype, x.device)
-            bufs = block.unbind(0)
+            bufs = block
         else:
             block = None
             bufs = scratch(core.tag + "/fwd", core.n_roll(theta) + 1, (n, h), x.dtype, x.device)
@@ -98,8 +99,12 @@ class _TiedField(torch.autograd.Function):
                 saved_pool.release(block)
             inputs = (x, weight, bias, in_scale, in_bias, *theta)
             with torch.enable_grad():
+                # fresh aliases, so that each gradient is the partial derivative with respect to
+                # that argument even when the arguments depend on one another upstream
                 leaves = [
-                    t if (t is None or t.requires_grad) else t.detach().requires_grad_(True)
+                    None
+                    if t is None
+                    else (t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True))
                     for t in inputs
                 ]
                 out = tied_field_reference(core, *leaves)
@@ -117,18 +122,16 @@ class _TiedField(torch.autograd.Function):
         n, h = x.shape[0], weight.shape[0]
         weight_hat = _scaled(weight, in_scale)
         if block is None:  # second backward through this graph: recompute
-            kept_all = scratch(
-                core.tag + "/rec", core.n_keep(theta) + 1, (n, h), x.dtype, x.device
-            )
+            kept_all = scratch(core.tag + "/rec", core.n_keep(theta) + 1, (n, h), x.dtype, x.device)
             s = _pre(x, weight_hat, in_bias, out=kept_all[0])
             core.forward(s, theta, kept_all[1:], True)
         else:
-            kept_all = block.unbind(0)
+            kept_all = block
             s = kept_all[0]
         kept = kept_all[1:]
         work = scratch(core.tag + "/bwd", core.n_work(theta) + 1, (n, h), x.dtype, x.device)
-        g_v = torch.mm(g_f, weight.t(), out=work[0])
-        g_s, *g_theta = core.backward(g_v, s, theta, kept, work[1:], need_theta)
+        torch.mm(g_f, weight.t(), out=work[-1])
+        g_s, *g_theta = core.backward(s, theta, kept, work, need_theta)
         v = kept[-1]
         grads[5:] = g_theta
         if need_x:

@@ -34,8 +34,8 @@ def _cache() -> OrderedDict:
 
 def scratch(
     tag: str, count: int, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
-) -> tuple[torch.Tensor, ...]:
-    """``count`` uninitialised buffers of ``shape`` for one call of the kernel named ``tag``.
+) -> torch.Tensor:
+    """A ``(count, *shape)`` uninitialised block for one call of the kernel named ``tag``.
 
     Two calls with the same arguments in the same thread return the same memory, so the caller
     must be done with the buffers before it (or anything it calls) asks for them again.
@@ -51,7 +51,7 @@ def scratch(
                 cache.popitem(last=False)
     else:
         cache.move_to_end(key)
-    return block.unbind(0)
+    return block
 
 
 def clear() -> None:

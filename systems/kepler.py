@@ -1,0 +1,103 @@
+"""The exact Kepler flow (relative motion of two bodies) by universal variables.
+
+For the relative position ``r`` and velocity ``v`` of two bodies with ``μ = G (m_1 + m_2)``,
+``d²r/dt² = −μ r / |r|³``. With ``α = 2/|r_0| − |v_0|²/μ`` (reciprocal semi-major axis; ``> 0``
+bound, ``< 0`` unbound), the universal anomaly ``χ`` at time ``t`` solves
+
+    √μ t = (r_0·v_0/√μ) χ² C(z) + (1 − α|r_0|) χ³ S(z) + |r_0| χ,    z = α χ²
+
+with the Stumpff functions ``C(z) = (1 − cos √z)/z`` and ``S(z) = (√z − sin √z)/z^{3/2}``
+(continued to ``z ≤ 0`` by cosh/sinh, by their series near 0). The state follows from the
+Lagrange coefficients: ``r(t) = f r_0 + g v_0``, ``v(t) = ḟ r_0 + ġ v_0`` with
+``f = 1 − χ² C/|r_0|``, ``g = t − χ³ S/√μ``, ``ḟ = √μ χ (z S − 1)/(|r| |r_0|)``,
+``ġ = 1 − χ² C/|r|``. The equation is solved by Laguerre's iteration (robust from a rough start
+for every conic); for bound orbits ``t`` is first reduced modulo the period. Round-off limited.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from hamgrad.errors import ConvergenceError
+
+Tensor = torch.Tensor
+
+_SERIES_TERMS = 14  # Stumpff series for |z| < 1: the next term is below 1e-30
+_LAGUERRE_ORDER = 5
+_MAX_ITER = 60
+
+
+def stumpff(z: Tensor) -> tuple[Tensor, Tensor]:
+    """Stumpff functions ``C(z)``, ``S(z)`` (elementwise, any real ``z``)."""
+    small = z.abs() < 1.0
+    zs = torch.where(small, z, torch.zeros_like(z))
+    # series: C = Σ (−z)^k/(2k+2)!, S = Σ (−z)^k/(2k+3)!  (Horner from the last term)
+    c_ser = torch.zeros_like(z)
+    s_ser = torch.zeros_like(z)
+    for k in range(_SERIES_TERMS - 1, -1, -1):
+        c_ser = 1.0 / math.factorial(2 * k + 2) - zs * c_ser
+        s_ser = 1.0 / math.factorial(2 * k + 3) - zs * s_ser
+    zp = torch.where(small, torch.ones_like(z), z)
+    pos = zp > 0
+    sq = zp.abs().sqrt()
+    c_pos = (1.0 - torch.cos(sq)) / zp
+    s_pos = (sq - torch.sin(sq)) / (sq * sq * sq)
+    c_neg = (torch.cosh(sq) - 1.0) / (-zp)
+    s_neg = (torch.sinh(sq) - sq) / (sq * sq * sq)
+    c = torch.where(small, c_ser, torch.where(pos, c_pos, c_neg))
+    s = torch.where(small, s_ser, torch.where(pos, s_pos, s_neg))
+    return c, s
+
+
+def kepler_flow(r0: Tensor, v0: Tensor, mu: float, t: Tensor) -> tuple[Tensor, Tensor]:
+    """Exact relative motion at times ``t``.
+
+    Args:
+        r0, v0: relative positions and velocities ``(B, d)`` (any dimension ``d``, float64).
+        mu: ``G (m_1 + m_2)`` (> 0).
+        t: times ``(T,)`` after the initial state.
+
+    Returns:
+        ``r, v`` of shape ``(B, T, d)``.
+    """
+    r0n = torch.linalg.vector_norm(r0, dim=-1, keepdim=True)  # (B, 1)
+    vr = (r0 * v0).sum(-1, keepdim=True) / r0n
+    v2 = (v0 * v0).sum(-1, keepdim=True)
+    alpha = 2.0 / r0n - v2 / mu
+    sqmu = math.sqrt(mu)
+    tt = t.reshape(1, -1).expand(r0.shape[0], -1)
+    bound = alpha > 0
+    # reduce bound orbits modulo the period P = 2π / (√μ α^{3/2})
+    period = torch.where(bound, 2.0 * math.pi / (sqmu * alpha.clamp(min=1e-300) ** 1.5), 1.0)
+    tau = torch.where(bound, torch.remainder(tt, period), tt)
+    a0 = r0n * vr / sqmu
+    a1 = 1.0 - alpha * r0n
+    chi = torch.where(bound, sqmu * alpha * tau, sqmu * tau / r0n)
+    n = _LAGUERRE_ORDER
+    for _ in range(_MAX_ITER):
+        z = alpha * chi * chi
+        c, s = stumpff(z)
+        chi2 = chi * chi
+        f = a0 * chi2 * c + a1 * chi2 * chi * s + r0n * chi - sqmu * tau
+        df = a0 * chi * (1.0 - z * s) + a1 * chi2 * c + r0n
+        ddf = a0 * (1.0 - z * c) + a1 * chi * (1.0 - z * s)
+        root = ((n - 1) ** 2 * df * df - n * (n - 1) * f * ddf).abs().sqrt()
+        delta = n * f / (df + torch.copysign(root, df))
+        chi = chi - delta
+        if bool((delta.abs() <= 4e-16 * (1.0 + chi.abs())).all()):
+            break
+    else:
+        raise ConvergenceError("Kepler's equation did not converge (a near-collision orbit?)")
+    z = alpha * chi * chi
+    c, s = stumpff(z)
+    chi2 = chi * chi
+    fl = 1.0 - chi2 * c / r0n
+    gl = tau - chi2 * chi * s / sqmu
+    r = fl.unsqueeze(-1) * r0.unsqueeze(1) + gl.unsqueeze(-1) * v0.unsqueeze(1)
+    rn = torch.linalg.vector_norm(r, dim=-1)
+    fdot = sqmu * chi * (z * s - 1.0) / (rn * r0n)
+    gdot = 1.0 - chi2 * c / rn
+    v = fdot.unsqueeze(-1) * r0.unsqueeze(1) + gdot.unsqueeze(-1) * v0.unsqueeze(1)
+    return r, v

@@ -147,15 +147,11 @@ def _check_vary(
         rng = vary[key]
         if isinstance(rng, (str, bytes)) or not isinstance(rng, Sequence) or len(rng) != 2:
             raise ValueError(f"vary[{key!r}] must be a (low, high) pair, got {rng!r}")
-        lo, hi = (_finite(f"vary[{key!r}]", v) for v in rng)
+        lo, hi = (check_finite_float(f"vary[{key!r}]", v) for v in rng)
         if not lo <= hi:
             raise ValueError(f"vary[{key!r}] must have low <= high, got {rng!r}")
         out[key] = (lo, hi)
     return out
-
-
-def _finite(name: str, value: Any) -> float:
-    return check_finite_float(name, value)
 
 
 def _pick(name: str, explicit: Any, preset: Mapping[str, Any], default: Any = None) -> Any:
@@ -190,8 +186,13 @@ def simulate_range(
         _simulate_batch(system, plan, b, simulate or ground_truth_simulate)
         for b in range(i0 // s, (i1 - 1) // s + 1)
     ]
-    arrays = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+    if len(pieces) == 1:
+        arrays = pieces[0]
+    else:
+        arrays = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
     offset = (i0 // s) * s
+    if i0 == offset and i1 - i0 == len(arrays["q"]):
+        return arrays  # whole batches: no copy
     return {k: np.ascontiguousarray(v[i0 - offset : i1 - offset]) for k, v in arrays.items()}
 
 

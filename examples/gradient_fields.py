@@ -15,10 +15,10 @@ import argparse
 import time
 
 import torch
+from hamgrad.systems import get_system
 
 from hamgrad.metrics import field_error_db
 from hamgrad.models import build_model, count_params
-from hamgrad.systems import get_system
 from hamgrad.train import fit_gradient_field
 
 # (field, model, options, published dB from the paper)

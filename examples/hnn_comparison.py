@@ -20,8 +20,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hamgrad.comparison import COMPARE_COLUMNS, compare_models
 from hamgrad.datasets import generate
+
+from hamgrad.comparison import COMPARE_COLUMNS, compare_models
 from hamgrad.reporting import text_table
 
 

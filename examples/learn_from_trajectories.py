@@ -16,8 +16,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-
 from hamgrad.datasets import generate
+
 from hamgrad.evaluation import eval_protocol, evaluate_model
 from hamgrad.train import load_training_data, train_dynamics
 
@@ -48,8 +48,10 @@ def main() -> None:
         data, run, model="gradnet-c", separable=True, width=32, steps=args.steps,
         batch_size=200, lr=1e-2, targets="finite-difference", seed=args.seed, progress=False,
     )  # fmt: skip
-    print(f"trained {result.steps_done} steps in {result.seconds:.0f} s, "
-          f"final loss {result.history[-1]['loss']:.3g}")
+    print(
+        f"trained {result.steps_done} steps in {result.seconds:.0f} s, "
+        f"final loss {result.history[-1]['loss']:.3g}"
+    )
 
     system, x0, dt, n_steps = eval_protocol(data, horizon=15.0)
     ev = evaluate_model(result.model, system, x0, dt, n_steps)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from hamgrad.datasets import generate
+
 from hamgrad.evaluation import eval_protocol, evaluate_model
 from hamgrad.plots import plot_energy_error, plot_phase_portraits
 from hamgrad.train import train_dynamics

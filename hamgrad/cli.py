@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # sub-command name -> module in hamgrad.commands
 COMMANDS: dict[str, str] = {
@@ -27,11 +28,18 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every available sub-command."""
     from hamgrad import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="hamgrad", description="Learning Hamiltonian dynamics with gradient networks."
     )
     parser.add_argument("--version", action="version", version=f"hamgrad {__version__}")

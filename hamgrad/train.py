@@ -165,6 +165,8 @@ class TrainConfig:
         check_choice("loss", self.loss, LOSSES)
         check_choice("targets", self.targets, TARGETS)
         check_positive_int("rollout_steps", self.rollout_steps)
+        if self.integrator is not None:  # checked here, before a run directory is made
+            self._check_integrator()
         check_positive_float("input_noise", self.input_noise, allow_zero=True)
         check_positive_int("seed", self.seed, allow_zero=True)
         check_positive_int("checkpoint_every", self.checkpoint_every)
@@ -172,6 +174,18 @@ class TrainConfig:
         check_positive_int("val_size", self.val_size)
         if self.model == "mlp" and self.separable:
             raise ValueError("model 'mlp' is an unconstrained vector field; it cannot be separable")
+
+    def _check_integrator(self) -> None:
+        from hamgrad.integrators import list_integrators
+
+        info = {i.name: i for i in list_integrators()}
+        check_choice("integrator", self.integrator, info)
+        if self.loss == "rollout" and info[self.integrator].separable_only and not self.separable:
+            general = [name for name, i in info.items() if not i.separable_only]
+            raise ValueError(
+                f"integrator {self.integrator!r} needs a separable Hamiltonian (separable=True, "
+                f"--separable); for this model choose one of: {', '.join(general)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -2,6 +2,8 @@
 
 All trajectories are integrated together (vectorised over the batch) in float64.
 
+* Systems with a closed-form solution (``system.exact_flow(x0, t)``: spring-mass, the two-body
+  Kepler problem, the oscillator chain) use it: exact up to round-off, and fast.
 * Separable systems: the 8th-order symplectic composition ``yoshida8`` with ``s`` internal steps
   per stored step, through ``hamgrad.integrators.rollout(system, x0, dt/s, n_steps*s,
   save_every=s)``. The number of substeps comes from the system: ``s = ceil(dt / max_substep)``
@@ -37,7 +39,9 @@ from hamgrad.validation import check_finite_float, check_positive_float, check_p
 
 Tensor = torch.Tensor
 
-#: default method of each kind of system
+#: method name of a system's closed-form solution (``system.exact_flow``)
+EXACT = "exact"
+#: default method of each kind of system without a closed form
 SEPARABLE_METHOD = "yoshida8"
 GENERAL_METHOD = "dopri8"
 #: tolerances of the adaptive method for non-separable systems
@@ -74,8 +78,9 @@ def simulate(
         x0: initial states ``(B, 2n)`` (a single state ``(2n,)`` is treated as ``B = 1``).
         dt: time between stored states (time units, finite, non-zero; negative runs backward).
         n_steps: number of stored steps ``T``.
-        method: an integration method of ``hamgrad.integrators`` (default ``"yoshida8"`` for
-            separable systems, ``"dopri8"`` otherwise).
+        method: ``"exact"`` (the system's closed form ``exact_flow``, the default where one
+            exists) or an integration method of ``hamgrad.integrators`` (default ``"yoshida8"``
+            for separable systems, ``"dopri8"`` otherwise).
         substeps: internal steps per stored step for fixed-step methods (default: from
             ``system.max_substep(x0)``, per trajectory).
         check: verify energy conservation and refine the trajectories that miss ``energy_rtol``.
@@ -105,7 +110,29 @@ def simulate(
     state_tol = check_positive_float("state_tol", state_tol)
     max_refinements = check_positive_int("max_refinements", max_refinements, allow_zero=True)
     if method is None:
-        method = SEPARABLE_METHOD if system.separable else GENERAL_METHOD
+        if callable(getattr(system, "exact_flow", None)):
+            method = EXACT
+        else:
+            method = SEPARABLE_METHOD if system.separable else GENERAL_METHOD
+    if method == EXACT:
+        if not callable(getattr(system, "exact_flow", None)):
+            raise ValueError(f"{type(system).__name__} has no exact solution (method='exact')")
+        if substeps is not None or options:
+            raise ValueError("method='exact' takes neither substeps nor integrator options")
+        with torch.no_grad():
+            t = torch.arange(n_steps + 1, dtype=torch.float64) * dt
+            traj = system.exact_flow(x0, t).to(torch.float64)
+            traj[:, 0] = x0
+            todo = _failing(system, traj, energy_rtol) if check else torch.zeros(0)
+        if todo.numel() == 0:
+            return traj
+        # round-off of the closed form (e.g. near-collision orbits): integrate those numerically
+        traj[todo] = simulate(
+            system, x0[todo], dt, n_steps, method=SEPARABLE_METHOD if system.separable
+            else GENERAL_METHOD, energy_rtol=energy_rtol, state_tol=state_tol,
+            max_refinements=max_refinements,
+        )  # fmt: skip
+        return traj
     adaptive = get_integrator(method, **options).adaptive
     if adaptive:
         if substeps is not None:

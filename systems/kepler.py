@@ -24,30 +24,41 @@ from hamgrad.errors import ConvergenceError
 
 Tensor = torch.Tensor
 
-_SERIES_TERMS = 14  # Stumpff series for |z| < 1: the next term is below 1e-30
+_SERIES_TERMS = 11  # Stumpff series for |z| < 1: terms k < 11 (the next is below 1e-22)
 _LAGUERRE_ORDER = 5
 _MAX_ITER = 60
 
 
 def stumpff(z: Tensor) -> tuple[Tensor, Tensor]:
-    """Stumpff functions ``C(z)``, ``S(z)`` (elementwise, any real ``z``)."""
+    """Stumpff functions ``C(z)``, ``S(z)`` (elementwise, any real ``z``).
+
+    Series for ``|z| < 1`` (no cancellation), cos/sin for ``z ≥ 1``, cosh/sinh for ``z ≤ −1``;
+    each formula is evaluated only where it applies.
+    """
+    c = torch.empty_like(z)
+    s = torch.empty_like(z)
     small = z.abs() < 1.0
-    zs = torch.where(small, z, torch.zeros_like(z))
-    # series: C = Σ (−z)^k/(2k+2)!, S = Σ (−z)^k/(2k+3)!  (Horner from the last term)
-    c_ser = torch.zeros_like(z)
-    s_ser = torch.zeros_like(z)
-    for k in range(_SERIES_TERMS - 1, -1, -1):
-        c_ser = 1.0 / math.factorial(2 * k + 2) - zs * c_ser
-        s_ser = 1.0 / math.factorial(2 * k + 3) - zs * s_ser
-    zp = torch.where(small, torch.ones_like(z), z)
-    pos = zp > 0
-    sq = zp.abs().sqrt()
-    c_pos = (1.0 - torch.cos(sq)) / zp
-    s_pos = (sq - torch.sin(sq)) / (sq * sq * sq)
-    c_neg = (torch.cosh(sq) - 1.0) / (-zp)
-    s_neg = (torch.sinh(sq) - sq) / (sq * sq * sq)
-    c = torch.where(small, c_ser, torch.where(pos, c_pos, c_neg))
-    s = torch.where(small, s_ser, torch.where(pos, s_pos, s_neg))
+    if bool(small.any()):
+        zs = z[small]
+        # C = Σ (−z)^k/(2k+2)!, S = Σ (−z)^k/(2k+3)!  (Horner from the last term)
+        cs = torch.full_like(zs, 1.0 / math.factorial(2 * _SERIES_TERMS))
+        ss = torch.full_like(zs, 1.0 / math.factorial(2 * _SERIES_TERMS + 1))
+        for k in range(_SERIES_TERMS - 2, -1, -1):
+            cs = 1.0 / math.factorial(2 * k + 2) - zs * cs
+            ss = 1.0 / math.factorial(2 * k + 3) - zs * ss
+        c[small], s[small] = cs, ss
+    pos = z >= 1.0
+    if bool(pos.any()):
+        zp = z[pos]
+        sq = zp.sqrt()
+        c[pos] = (1.0 - torch.cos(sq)) / zp
+        s[pos] = (sq - torch.sin(sq)) / (zp * sq)
+    neg = z <= -1.0
+    if bool(neg.any()):
+        zn = -z[neg]
+        sq = zn.sqrt()
+        c[neg] = (torch.cosh(sq) - 1.0) / zn
+        s[neg] = (torch.sinh(sq) - sq) / (zn * sq)
     return c, s
 
 
@@ -90,8 +101,8 @@ def kepler_flow(r0: Tensor, v0: Tensor, mu: float, t: Tensor) -> tuple[Tensor, T
             break
     else:
         raise ConvergenceError("Kepler's equation did not converge (a near-collision orbit?)")
+    # C and S of the last iterate: the final correction is below round-off
     z = alpha * chi * chi
-    c, s = stumpff(z)
     chi2 = chi * chi
     fl = 1.0 - chi2 * c / r0n
     gl = tau - chi2 * chi * s / sqmu

@@ -69,6 +69,18 @@ class SpringMass(System):
     def grad_p(self, p: torch.Tensor) -> torch.Tensor:
         return p / self.m
 
+    def exact_flow(self, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The exact solution ``(B, T, 2)`` at times ``t`` ``(T,)`` from states ``x0`` ``(B, 2)``:
+        ``q = q_0 cos ωt + p_0 sin ωt/(mω)``, ``p = p_0 cos ωt − mω q_0 sin ωt``, ``ω = sqrt(k/m)``."""
+        self._check_state(x0)
+        x0 = x0.to(torch.float64)
+        omega = math.sqrt(self.k / self.m)
+        wt = omega * torch.as_tensor(t, dtype=torch.float64).reshape(1, -1)
+        c, s = torch.cos(wt), torch.sin(wt)
+        q0, p0 = x0[:, 0:1], x0[:, 1:2]
+        mw = self.m * omega
+        return torch.stack([q0 * c + p0 * s / mw, p0 * c - mw * q0 * s], dim=-1)
+
     def sample_initial(self, n: int, seed: int = 0) -> torch.Tensor:
         u = uniforms(n, 3, seed)
         lo, hi = self.params["radius"]

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from hamgrad.systems.base import check_range, normals, time_grid, uniforms
+from hamgrad.systems.kepler import kepler_flow
 from hamgrad.systems.nbody import PlanarGravity, pair_force, rotate
 from hamgrad.systems.registry import register
 
@@ -70,6 +71,33 @@ class TwoBody(PlanarGravity):
     def grad_q(self, q: torch.Tensor) -> torch.Tensor:
         fx, fy = pair_force(q.unbind(-1), 0, 1, self._pair_weight[0])
         return torch.stack([fx, fy, -fx, -fy], dim=-1)
+
+    def exact_flow(self, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The exact solution ``(B, T, 8)`` at times ``t`` ``(T,)`` from states ``x0`` ``(B, 8)``.
+
+        The centre of mass moves uniformly; the relative motion is the Kepler flow
+        (:func:`hamgrad.systems.kepler.kepler_flow`), exact up to round-off.
+        """
+        self._check_state(x0)
+        x0 = x0.to(torch.float64)
+        t = torch.as_tensor(t, dtype=torch.float64)
+        m1, m2 = self.masses
+        total = m1 + m2
+        q1, q2, p1, p2 = x0[:, 0:2], x0[:, 2:4], x0[:, 4:6], x0[:, 6:8]
+        centre = (m1 * q1 + m2 * q2) / total
+        momentum = p1 + p2
+        r, v = kepler_flow(q1 - q2, p1 / m1 - p2 / m2, self.G * total, t)
+        c = centre.unsqueeze(1) + t.reshape(1, -1, 1) * (momentum / total).unsqueeze(1)
+        pc = momentum.unsqueeze(1)
+        return torch.cat(
+            [
+                c + (m2 / total) * r,
+                c - (m1 / total) * r,
+                (m1 / total) * pc + (m1 * m2 / total) * v,
+                (m2 / total) * pc - (m1 * m2 / total) * v,
+            ],
+            dim=-1,
+        )
 
     def sample_initial(self, n: int, seed: int = 0) -> torch.Tensor:
         u = uniforms(n, 3, seed)

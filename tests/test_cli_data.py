@@ -81,6 +81,10 @@ def test_generate_params_preset_and_splits(tmp_path):
     d = load_trajectories(out, "val")
     assert d.attrs["system_params"]["g"] == 3 and d.attrs["noise_std"] == 0.1  # from the preset
     assert d.q.shape == (2, 4, 1)
+    varied = tmp_path / "v.h5"
+    assert main([*SPRING, "--out", str(varied), "--vary", "k=1:3", "--compression", "gzip"]) == 0
+    v = load_trajectories(varied, "train")
+    assert v.param_names == ["k"] and ((v.params >= 1) & (v.params <= 3)).all()
 
 
 def test_inspect(spring_file, capsys):

@@ -346,3 +346,26 @@ def test_every_registered_system_generates(tmp_path, name):
         assert same_arrays(da, db)
         drift = np.abs(da.energy - da.energy[:, :1]) / np.abs(da.energy[:, :1])
         assert drift.max() < 1e-9
+
+
+def _hnn_systems() -> list[str]:
+    from hamgrad.systems import system_class
+
+    return [n for n in _dynamics_systems() if "hnn" in getattr(system_class(n), "presets", {})]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _hnn_systems())
+def test_hnn_preset_datasets(tmp_path, name):
+    """The full HNN datasets: sizes, time grid and splits as the preset says; energy conserved."""
+    from hamgrad.systems import system_class
+
+    preset = system_class(name).presets["hnn"]
+    path = generate(name, tmp_path / "hnn.h5", preset="hnn", progress=False)
+    counts = split_counts(preset["n_trajectories"], normalize_splits(preset["splits"]))
+    for split, count in counts.items():
+        d = load_trajectories(path, split)
+        assert d.q.shape[:2] == (count, preset["n_steps"] + 1)
+        assert d.attrs["dt"] == preset["dt"] and d.attrs["noise_std"] == preset["noise_std"]
+        drift = np.abs(d.energy - d.energy[:, :1]) / np.abs(d.energy[:, :1])
+        assert drift.max() < 1e-9

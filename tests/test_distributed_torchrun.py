@@ -31,12 +31,12 @@ TIMEOUT_S = 300
 SETTINGS = {
     "model": "hnn",
     "width": 16,
-    "steps": 12,
+    "steps": 16,
     "batch_size": 32,
     "checkpoint_every": 4,
     "log_every": 4,
     "dtype": "float64",
-    "lr": 3e-3,
+    "lr": 3e-2,
 }
 
 
@@ -147,10 +147,10 @@ def test_cli_training_under_torchrun_writes_one_run(tmp_path, spring):
     result = torchrun(
         "-m", "hamgrad", "train", spring, "--out", run, *args, "--quiet", cwd=tmp_path
     )
-    assert result.stdout.count("trained hnn, 12 steps") == 1, result.stdout
+    assert result.stdout.count("trained hnn, 16 steps") == 1, result.stdout
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv"]
-    assert load_checkpoint(run / CHECKPOINT_NAME)["step"] == 12
-    assert len((run / METRICS_NAME).read_text().splitlines()) == 1 + 3
+    assert load_checkpoint(run / CHECKPOINT_NAME)["step"] == 16
+    assert len((run / METRICS_NAME).read_text().splitlines()) == 1 + 4
 
 
 def test_generation_under_torchrun_equals_single_process(tmp_path):

@@ -198,7 +198,8 @@ def test_runge_kutta_energy_drifts(method, dt, n_steps, save_every):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["rk4", "dopri5"])
 def test_runge_kutta_energy_drifts_over_1e5_steps(method):
-    energies = _energies(Pendulum(), method, 0.1, 100_000, 100)
+    opts = {"rtol": 1e-6, "atol": 1e-8} if method == "dopri5" else {}
+    energies = _energies(Pendulum(), method, 0.1, 100_000, 100, **opts)
     err = (energies - energies[:, :1]).abs()
     assert np.all(energy_error_ratio(energies) > 1.6)
     # monotone growth: every tenth of the run ends with a larger error than the previous one

@@ -86,15 +86,17 @@ def test_fused_matches_eager(config, dim, width, seed):
 def test_first_order_backward_without_create_graph(name):
     """The plain (hand-written) backward, as used in training, matches the eager autograd."""
     for dim in (2, 40):
-        fused, eager = _pair(name, dim, 7, seed=3)
-        x = torch.randn(11, dim, dtype=F64, requires_grad=True)
-        target = torch.randn(11, dim, dtype=F64)
-        grads = []
-        for model in (fused, eager):
-            loss = ((model(x) - target) ** 2).mean()
-            grads.append(torch.autograd.grad(loss, [x, *model.parameters()]))
-        for a, b in zip(*grads, strict=True):
-            assert _close(a, b)
+        for input_grad in (True, False):
+            fused, eager = _pair(name, dim, 7, seed=3)
+            x = torch.randn(11, dim, dtype=F64, requires_grad=input_grad)
+            target = torch.randn(11, dim, dtype=F64)
+            grads = []
+            for model in (fused, eager):
+                loss = ((model(x) - target) ** 2).mean()
+                wrt = [x, *model.parameters()] if input_grad else list(model.parameters())
+                grads.append(torch.autograd.grad(loss, wrt))
+            for a, b in zip(*grads, strict=True):
+                assert _close(a, b)
 
 
 def test_large_pre_activations_take_the_safe_softmin_path():

@@ -105,11 +105,14 @@ class CascadeCore:
         return _output(P, Q, y_prev, sg_prev, bufs[2 * n_layers if keep else 4])
 
     @staticmethod
-    def backward(s, theta, kept, work, needs):
+    def backward(s, theta, kept, work, needs, x=None, weight=None, need_s=True):
         """``work`` = ``[T_1..T_L | G_1..G_L | G_{L+1} = g_v]`` with ``G_ℓ = ∂ℓ/∂z_ℓ``.
 
         The recursion ``G_ℓ = G_{ℓ+1} ⊙ (Q_ℓ + 4P_ℓ sg_ℓ(1 − sg_ℓ))`` runs layer by layer; all
-        parameter reductions then run as a few operations on the stacked layers.
+        parameter reductions then run as a few operations on the stacked layers. Given ``x`` and
+        ``W`` with ``s = x Wᵀ`` (small ``d``), ``∂β̃_ℓ = Σ_n G_ℓ ⊙ s`` and ``M = g_sᵀx = Σ_ℓ β̃_ℓ ⊙ (G_ℓᵀ x)`` come from
+        the ``L`` products ``xᵀ G_ℓ`` (``∂β̃_ℓ,i = Σ_j W_ij (G_ℓᵀ x)_ij``), which is cheaper than
+        the elementwise reductions when ``d`` is small.
         """
         beta, cb, P, Q = theta
         n_layers = beta.shape[0]
@@ -125,13 +128,19 @@ class CascadeCore:
         g_layers, g_next = g_all[:n_layers], g_all[1:]
         need_beta, need_cb, need_p, need_q = needs
         sums = g_all.sum(1) if (need_cb or need_p) else None  # (L+1, h)
-        d_beta = d_p = d_q = None
+        d_beta = d_p = d_q = m = g_s = None
         d_cb = sums[:n_layers] if need_cb else None
-        if need_beta:
-            d_beta = torch.mul(g_layers, s, out=temp).sum(1)
         if need_p:
             d_p = torch.mul(g_next, sgs, out=temp).sum(1).mul_(2.0).sub_(sums[1:])
         if need_q:
             d_q = torch.mul(g_next, ys, out=temp).sum(1).mul_(0.5)
-        g_s = torch.mul(g_layers, beta[:, None, :], out=temp).sum(0)
-        return g_s, d_beta, d_cb, d_p, d_q
+        if x is not None:
+            m_layers = torch.matmul(x.t(), g_layers)  # (L, d, h): (G_ℓᵀ x)ᵀ
+            if need_beta:
+                d_beta = (m_layers * weight.t()).sum(1)
+            m = (m_layers * beta[:, None, :]).sum(0).t()
+        elif need_beta:
+            d_beta = torch.mul(g_layers, s, out=temp).sum(1)
+        if x is None or need_s:
+            g_s = torch.mul(g_layers, beta[:, None, :], out=temp).sum(0)
+        return g_s, m, d_beta, d_cb, d_p, d_q

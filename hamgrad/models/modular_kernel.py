@@ -79,7 +79,7 @@ class SoftmaxPairCore:
         return v.view(u.shape)
 
     @staticmethod
-    def backward(u, theta, kept, work, needs):
+    def backward(u, theta, kept, work, needs, x=None, weight=None, need_s=True):
         A, B = theta
         shape = (u.shape[0], A.shape[0], u.shape[1] // A.shape[0])
         plus, minus = (b.view(shape) for b in kept[:2])
@@ -95,4 +95,4 @@ class SoftmaxPairCore:
         gp.addcmul_(plus, r_plus, value=-1.0).mul_(A[:, None])
         gm.addcmul_(minus, r_minus, value=-1.0)
         g_u = gp.addcmul_(gm, B[:, None])
-        return g_u.view(u.shape), d_a, d_b
+        return g_u.view(u.shape), None, d_a, d_b

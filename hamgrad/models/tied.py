@@ -22,21 +22,26 @@ A *core* is an object with these members (see :mod:`hamgrad.models.cascade_kerne
   many scratch arrays its backward needs besides ``g_v``;
 * ``forward(s, theta, bufs, keep) -> v``: the values; ``bufs`` is an ``(n, N, h)`` block; with
   ``keep`` it fills the ``n_keep`` arrays, otherwise it may recycle ``n_roll`` buffers;
-* ``backward(s, theta, kept, work, needs) -> (g_s, *g_theta)``: back-propagation from the
-  ``kept`` block; ``work`` is an ``(n_work + 1, N, h)`` block whose last array holds
-  ``g_v = ∂ℓ/∂v`` (it may be overwritten); ``needs[i]`` says whether ``theta[i]`` needs a
-  gradient (``None`` where not);
+* ``backward(s, theta, kept, work, needs, x=None, weight=None, need_s=True)``
+  ``-> (g_s, M, *g_theta)``:
+  back-propagation from the ``kept`` block; ``work`` is an ``(n_work + 1, N, h)`` block whose
+  last array holds ``g_v = ∂ℓ/∂v`` (it may be overwritten); ``needs[i]`` says whether
+  ``theta[i]`` needs a gradient (``None`` where not). When ``x`` and ``weight`` are given
+  (then ``s = x Wᵀ``) the core may return ``M = g_sᵀ x`` (``(h, d)``) itself, and then ``g_s``
+  only if ``need_s``; otherwise it returns ``g_s`` and ``M = None``;
 * ``reference(s, *theta) -> v``: the same map in differentiable torch ops.
 
-Memory: the kept arrays live in a block from :data:`hamgrad.models.workspace.saved_pool` that the
-backward gives back, and all other temporaries in reused per-thread scratch buffers. On CPU this
-matters: fresh multi-megabyte arrays on every call cost page faults that can take longer than the
-arithmetic. A second backward through the same graph (``retain_graph=True``) recomputes the
-kept arrays. Double backward (``create_graph=True``, e.g. a loss on a Jacobian) re-evaluates the
+Memory: the kept arrays live in a block from :data:`hamgrad.models.workspace.saved_pool`, given
+back to the pool when the graph node is freed (exactly the lifetime of autograd's own saved
+tensors, so ``retain_graph=True`` works), and all other temporaries in reused per-thread scratch
+buffers. On CPU this matters: fresh multi-megabyte arrays on every call cost page faults that can
+take longer than the arithmetic. Double backward (``create_graph=True``, e.g. a loss on a Jacobian) re-evaluates the
 reference inside the backward, so higher derivatives are exact as well.
 """
 
 from __future__ import annotations
+
+import weakref
 
 import torch
 
@@ -70,10 +75,11 @@ class _TiedField(torch.autograd.Function):
         keep = recording and any(ctx.needs_input_grad)
         n_keep = core.n_keep(theta)
         if keep:
-            block = saved_pool.acquire(n_keep + 1, (n, h), x.dtype, x.device)
-            bufs = block
+            # kept for the backward; back to the pool when this graph node is freed
+            bufs = saved_pool.acquire(n_keep + 1, (n, h), x.dtype, x.device)
+            weakref.finalize(ctx, saved_pool.release, bufs)
+            ctx.block = bufs
         else:
-            block = None
             bufs = scratch(core.tag + "/fwd", core.n_roll(theta) + 1, (n, h), x.dtype, x.device)
         s = _pre(x, _scaled(weight, in_scale), in_bias, out=bufs[0])
         v = core.forward(s, theta, bufs[1:], keep)
@@ -83,7 +89,6 @@ class _TiedField(torch.autograd.Function):
         else:
             f = torch.addmm(bias, v, weight)
         ctx.core = core
-        ctx.block = block
         ctx.save_for_backward(x, weight, bias, in_scale, in_bias, *theta)
         return f
 
@@ -91,12 +96,10 @@ class _TiedField(torch.autograd.Function):
     def backward(ctx, g_f):
         core = ctx.core
         x, weight, bias, in_scale, in_bias, *theta = ctx.saved_tensors
-        block, ctx.block = ctx.block, None
+        block = ctx.block
         needs = ctx.needs_input_grad[2:]  # x, weight, bias, in_scale, in_bias, *theta
 
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference
-            if block is not None:
-                saved_pool.release(block)
             inputs = (x, weight, bias, in_scale, in_bias, *theta)
             with torch.enable_grad():
                 # fresh aliases, so that each gradient is the partial derivative with respect to
@@ -121,39 +124,39 @@ class _TiedField(torch.autograd.Function):
             return (None, None, *grads)
         n, h = x.shape[0], weight.shape[0]
         weight_hat = _scaled(weight, in_scale)
-        if block is None:  # second backward through this graph: recompute
-            kept_all = scratch(core.tag + "/rec", core.n_keep(theta) + 1, (n, h), x.dtype, x.device)
-            s = _pre(x, weight_hat, in_bias, out=kept_all[0])
-            core.forward(s, theta, kept_all[1:], True)
-        else:
-            kept_all = block
-            s = kept_all[0]
-        kept = kept_all[1:]
+        s, kept = block[0], block[1:]
         work = scratch(core.tag + "/bwd", core.n_work(theta) + 1, (n, h), x.dtype, x.device)
         torch.mm(g_f, weight.t(), out=work[-1])
-        g_s, *g_theta = core.backward(s, theta, kept, work, need_theta)
+        want_m = need_w or need_r
+        skinny = ctx.skinny
+        offer = skinny and want_m and in_scale is None and in_bias is None  # then s = x Wᵀ
+        g_s, m, *g_theta = core.backward(
+            s,
+            theta,
+            kept,
+            work,
+            need_theta,
+            x=x if offer else None,
+            weight=weight if offer else None,
+            need_s=need_x or need_a,
+        )
         v = kept[-1]
         grads[5:] = g_theta
         if need_x:
             grads[0] = torch.mm(g_s, weight_hat)
         if need_a:
             grads[4] = g_s.sum(0)
-        if need_w or need_r:
-            skinny = ctx.skinny
-            if in_scale is None:
-                if skinny:
-                    grads[1] = torch.addmm(torch.mm(g_f.t(), v), x.t(), g_s).t()
+        if want_m:
+            if m is None:  # M = g_sᵀ x, (h, d)
+                m = torch.mm(x.t(), g_s).t() if skinny else torch.mm(g_s.t(), x)
+            if need_r:
+                grads[3] = (m * weight).sum(1)
+            if need_w:
+                out_part = torch.mm(g_f.t(), v).t() if skinny else torch.mm(v.t(), g_f)
+                if in_scale is None:
+                    grads[1] = out_part.add_(m)
                 else:
-                    grads[1] = torch.addmm(torch.mm(v.t(), g_f), g_s.t(), x)
-            else:
-                m = torch.mm(x.t(), g_s).t() if skinny else torch.mm(g_s.t(), x)  # (h, d)
-                if need_r:
-                    grads[3] = (m * weight).sum(1)
-                if need_w:
-                    out_part = torch.mm(g_f.t(), v).t() if skinny else torch.mm(v.t(), g_f)
                     grads[1] = out_part.addcmul_(m, in_scale[:, None])
-        if block is not None:
-            saved_pool.release(block)
         return (None, None, *grads)
 
 

@@ -60,12 +60,13 @@ def clear() -> None:
 
 
 class BufferPool:
-    """Blocks handed from a forward pass to its backward pass, then recycled.
+    """Blocks kept from a forward pass for its backward pass, then recycled.
 
     A forward pass that must keep arrays for its backward takes a block with :meth:`acquire`
-    (recycled when one of the right size is free, fresh otherwise) and the backward gives it
-    back with :meth:`release` once it has read it. A block whose backward never runs (the graph
-    is dropped) is simply garbage-collected. Thread-safe.
+    (recycled when one of the right size is free, fresh otherwise); the block is given back with
+    :meth:`release` when the graph node holding it is freed (a ``weakref.finalize`` on the
+    autograd context), i.e. exactly when autograd would free its own saved tensors. At most
+    ``max_blocks`` free blocks are kept. Thread-safe.
     """
 
     def __init__(self, max_blocks: int = 2, max_bytes: int = MAX_CACHED_BYTES) -> None:

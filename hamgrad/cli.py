@@ -2,7 +2,8 @@
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
 Modules keep heavy imports (torch, h5py) inside ``run`` so ``hamgrad --help`` stays fast.
-A ``ValueError``/``TypeError``/``OSError`` raised by a command becomes one line on stderr and exit
+A ``ValueError``/``TypeError``/``OSError``/``RuntimeError``/``ArithmeticError`` (which covers
+hamgrad's own errors) raised by a command becomes one line on stderr and exit
 status 2, never a traceback (set ``HAMGRAD_DEBUG=1`` to see the traceback).
 """
 
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hamgrad: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, RuntimeError, KeyError) as exc:
+    except (ValueError, TypeError, OSError, RuntimeError, KeyError, ArithmeticError) as exc:
         if os.environ.get("HAMGRAD_DEBUG"):
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

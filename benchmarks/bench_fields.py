@@ -79,7 +79,9 @@ def run_case(case: dict[str, Any], *, seed: int = 0) -> dict[str, Any]:
     from hamgrad.models import build_model, count_params
     from hamgrad.systems import get_system
 
-    field = get_system(case["field"], **({"dim": case["dim"]} if case["field"] == "polymax" else {}))
+    field = get_system(
+        case["field"], **({"dim": case["dim"]} if case["field"] == "polymax" else {})
+    )
     x_val = field.sample(case["n_val"], generator=torch.Generator().manual_seed(10_000 + seed))
     peer_name, peer_opts = case["peer"]
     ours_name, ours_opts = case["ours"]

@@ -73,6 +73,10 @@ def _open_h5(path: Path, mode: str) -> h5py.File:
                 f"{str(path)!r} is locked: another process is writing this dataset; wait for it "
                 "to finish (or remove the file if that process is gone)"
             ) from None
+        if mode != "r" and not path.exists():  # could not create it: say why, in one line
+            code = _errno_of(exc)
+            reason = os.strerror(code) if code else str(exc).strip().splitlines()[0]
+            raise OSError(f"cannot create {str(path)!r}: {reason}") from None
         raise
 
 

@@ -32,10 +32,10 @@ from typing import Any
 
 import h5py
 import numpy as np
-from hamgrad.datasets import partial
-from hamgrad.datasets.schema import TRAJECTORY_ARRAYS, dataset_options
 
 from hamgrad import distributed
+from hamgrad.datasets import partial
+from hamgrad.datasets.schema import TRAJECTORY_ARRAYS, dataset_options
 from hamgrad.errors import ConvergenceError, DataFormatError, DivergenceError
 
 FORMAT_SHARD = "hamgrad-trajectory-shard"

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # the weights-only unpickler refused the data
+        raise _refusal(path, exc) from exc
     except Exception as exc:  # torch raises many types for a damaged file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
@@ -112,6 +116,21 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         if key not in state:
             raise CheckpointError(f"checkpoint {str(path)!r} is incomplete (no {key!r})")
     return state
+
+
+def _refusal(path: Path, exc: BaseException) -> CheckpointError:
+    """One line for a pickle that ``weights_only`` refused: an object that could run code, or junk."""
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return CheckpointError(
+            f"checkpoint {str(path)!r} holds a pickled object ({found.group(1)}), not only "
+            "tensors and plain containers; refused (loading it could run code): "
+            "it is not a hamgrad checkpoint"
+        )
+    detail = text.partition("WeightsUnpickler error:")[2].strip().splitlines()
+    reason = detail[0] if detail else "unreadable pickle data"
+    return CheckpointError(f"checkpoint {str(path)!r} is corrupt or not a torch file ({reason})")
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from hamgrad.errors import HamgradError
+
 # sub-command name -> module in hamgrad.commands
 COMMANDS: dict[str, str] = {
     "systems": "systems",
@@ -68,7 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hamgrad: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, RuntimeError, KeyError, ArithmeticError) as exc:
+    except (
+        HamgradError,
+        ValueError,
+        TypeError,
+        OSError,
+        RuntimeError,
+        KeyError,
+        ArithmeticError,
+    ) as exc:
         if os.environ.get("HAMGRAD_DEBUG"):
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -174,8 +174,8 @@ def _summary(exc: BaseException) -> str:
 def agree(error: BaseException | None, what: str) -> None:
     """Collective check after a step every rank ran: raise on every rank if any rank failed.
 
-    The failing rank re-raises its own ``error``; the others raise a ``RuntimeError`` naming the
-    first failed rank and its message (``what`` says which step it was). On one process this only
+    The failing rank re-raises its own ``error``; the others raise a ``RuntimeError`` with the
+    first failed rank's message, its rank and ``what`` (the step). On one process this only
     re-raises ``error``.
     """
     gathered = all_gather_object(None if error is None else _summary(error))
@@ -183,7 +183,7 @@ def agree(error: BaseException | None, what: str) -> None:
         raise error
     for r, message in enumerate(gathered):
         if message is not None:
-            raise RuntimeError(f"{what} failed on rank {r}: {message}")
+            raise RuntimeError(f"{message} (on rank {r}, {what})")
 
 
 @contextlib.contextmanager
@@ -211,7 +211,7 @@ def call_on_main(fn: Callable[[], Any], default: Any = None, *, enabled: bool = 
             result = fn()
         except Exception as exc:
             error = exc
-    agree(error, "a step of rank 0")
+    agree(error, "which writes the files")
     return result
 
 

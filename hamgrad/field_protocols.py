@@ -86,8 +86,10 @@ class FieldPlan:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["train"] = {k: (str(v).replace("torch.", "") if isinstance(v, torch.dtype) else v)
-                      for k, v in self.train.items()}
+        d["train"] = {
+            k: (str(v).replace("torch.", "") if isinstance(v, torch.dtype) else v)
+            for k, v in self.train.items()
+        }
         d["lrs"] = list(self.lrs)
         return d
 
@@ -187,7 +189,9 @@ def make_plan(
 def _test_sets(field, evaluation: dict[str, Any], seed: int) -> list[torch.Tensor]:
     if evaluation["kind"] == "grid":
         return [field.grid(evaluation["points_per_axis"])]
-    gen = torch.Generator().manual_seed(np.random.SeedSequence([seed, 7]).generate_state(1)[0].item())
+    gen = torch.Generator().manual_seed(
+        np.random.SeedSequence([seed, 7]).generate_state(1)[0].item()
+    )
     return [field.sample(evaluation["points"], generator=gen) for _ in range(evaluation["sets"])]
 
 
@@ -212,7 +216,10 @@ def run_trial(plan: FieldPlan, trial: int, lr: float, *, progress: bool = False)
         **train,
     )
     train_seconds = time.perf_counter() - start
-    errors = [evaluate_field_error_db(model, field.grad, x) for x in _test_sets(field, plan.evaluation, seed)]
+    errors = [
+        evaluate_field_error_db(model, field.grad, x)
+        for x in _test_sets(field, plan.evaluation, seed)
+    ]
     return {
         "trial": trial,
         "seed": seed,

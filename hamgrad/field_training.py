@@ -20,7 +20,6 @@ selection of the weights with the lowest validation error (restored at the end).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
@@ -154,7 +153,9 @@ def evaluate_field_error_db(
 class _FixedBatches:
     """Shuffled mini-batches over a fixed training set, reshuffled every epoch (last batch kept)."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator):
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator
+    ):
         self.x, self.y, self.batch_size, self.generator = x, y, batch_size, generator
         self.order = torch.empty(0, dtype=torch.long)
         self.position = 0
@@ -303,7 +304,9 @@ def fit_gradient_field(
         y = grad_fn(x)
         if not isinstance(y, torch.Tensor) or y.shape != x.shape:
             got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-            raise ValueError(f"grad_fn(x) must return a tensor of x's shape {tuple(x.shape)}, got {got}")
+            raise ValueError(
+                f"grad_fn(x) must return a tensor of x's shape {tuple(x.shape)}, got {got}"
+            )
         return x.to(device=device, dtype=dtype), y.to(device=device, dtype=dtype)
 
     validating = x_val is not None or n_val > 0
@@ -422,9 +425,7 @@ def fit_gradient_field(
                     history["best_step"] = done
                     history["best_val_db"] = record["val_db"]
                     if select_best:
-                        best_state = {
-                            k: v.detach().clone() for k, v in model.state_dict().items()
-                        }
+                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 record["val_loss"] = None
                 record["val_db"] = None
@@ -434,7 +435,9 @@ def fit_gradient_field(
                 history[key].append(record[key])
             history["steps_done"] = done
             if validating:
-                bar.set_postfix(val_db=f"{record['val_db']:.2f}", best=f"{history['best_val_db']:.2f}")
+                bar.set_postfix(
+                    val_db=f"{record['val_db']:.2f}", best=f"{history['best_val_db']:.2f}"
+                )
             if callback is not None and callback(dict(record)):
                 break
     finally:

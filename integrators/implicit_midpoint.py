@@ -23,11 +23,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+
+from hamgrad.errors import ConvergenceError
 from hamgrad.integrators.base import Integrator, register_integrator
 from hamgrad.integrators.field import has_trainable_tensors, vector_field
 from hamgrad.integrators.recorder import TrajectoryRecorder, _format_indices, divergence_error
-
-from hamgrad.errors import ConvergenceError
 from hamgrad.validation import check_choice, check_positive_float, check_positive_int
 
 #: default iteration tolerance per dtype (relative to max(1, ‖y‖_∞))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from hamgrad.integrators.base import Integrator, get_integrator, list_integrators
 from hamgrad.integrators.field import check_hamiltonian
-
 from hamgrad.validation import check_finite_float, check_last_dim, check_positive_int
 
 

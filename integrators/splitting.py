@@ -25,6 +25,7 @@ import math
 from typing import Any, ClassVar
 
 import torch
+
 from hamgrad.integrators.base import Integrator, register_integrator
 from hamgrad.integrators.recorder import TrajectoryRecorder
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from hamgrad.integrators.base import Integrator, register_integrator
-from hamgrad.integrators.recorder import _format_indices, first_divergence
 
 from hamgrad.errors import ConvergenceError, DivergenceError
+from hamgrad.integrators.base import Integrator, register_integrator
+from hamgrad.integrators.recorder import _format_indices, first_divergence
 from hamgrad.validation import check_positive_float, check_positive_int
 
 
@@ -34,6 +34,23 @@ class HamiltonianField(torch.nn.Module):
         super().__init__()
         self.h = h
         self.enable_grad = enable_grad
+
+    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.enable_grad and not torch.is_grad_enabled():
+            with torch.enable_grad():
+                g = self.h.grad(x).detach()
+        else:
+            g = self.h.grad(x)
+        n = g.shape[-1] // 2
+        return torch.cat((g[..., n:], -g[..., :n]), dim=-1)
+
+
+class TrackedHamiltonianField(HamiltonianField):
+    """The field for adaptive solvers: also remembers the last accepted step (for the error
+    message when the step size collapses)."""
+
+    def __init__(self, h: Any, enable_grad: bool = False) -> None:
+        super().__init__(h, enable_grad)
         self.last_accepted: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def callback_accept_step(self, t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:
@@ -55,15 +72,6 @@ class HamiltonianField(torch.nn.Module):
                     break
                 bad = ~torch.isfinite(self(t0 + c * dt, y0 + c * dt * f0)).all(dim=-1)
         return abs(float(t0 + dt)), torch.nonzero(bad).flatten().tolist()
-
-    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if self.enable_grad and not torch.is_grad_enabled():
-            with torch.enable_grad():
-                g = self.h.grad(x).detach()
-        else:
-            g = self.h.grad(x)
-        n = g.shape[-1] // 2
-        return torch.cat((g[..., n:], -g[..., :n]), dim=-1)
 
 
 def _subdivided_grid(substeps: int):
@@ -97,7 +105,7 @@ class TorchdiffeqIntegrator(Integrator):
         import torchdiffeq
 
         adjoint = bool(self.options["adjoint"])
-        field = HamiltonianField(h, enable_grad=adjoint)
+        field = (TrackedHamiltonianField if self.adaptive else HamiltonianField)(h, adjoint)
         n_saves = n_steps // save_every
         t = torch.arange(n_saves + 1, dtype=x0.dtype, device=x0.device) * (save_every * dt)
         solve = torchdiffeq.odeint_adjoint if adjoint else torchdiffeq.odeint

@@ -24,8 +24,8 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
-from hamgrad.systems.registry import register
 
+from hamgrad.systems.registry import register
 from hamgrad.validation import check_last_dim, check_positive_int
 
 #: Number of uniform points over which PolyMax's normalising constant c is averaged.
@@ -82,7 +82,8 @@ class GradientField(ABC):
                 "at most 10**7 are allowed"
             )
         axes = [
-            torch.linspace(lo, hi, m, dtype=torch.float64) for lo, hi in zip(self.low, self.high)
+            torch.linspace(lo, hi, m, dtype=torch.float64)
+            for lo, hi in zip(self.low, self.high, strict=True)
         ]
         mesh = torch.meshgrid(*axes, indexing="ij")
         return torch.stack([g.reshape(-1) for g in mesh], dim=-1)

@@ -32,12 +32,22 @@ _MAX_ITER = 60
 def stumpff(z: Tensor) -> tuple[Tensor, Tensor]:
     """Stumpff functions ``C(z)``, ``S(z)`` (elementwise, any real ``z``).
 
-    Series for ``|z| < 1`` (no cancellation), cos/sin for ``z ≥ 1``, cosh/sinh for ``z ≤ −1``;
-    each formula is evaluated only where it applies.
+    cos/sin for ``z > 0``, cosh/sinh for ``z < 0``, and the series where ``|z| < 1`` (where the
+    closed forms cancel).
     """
-    c = torch.empty_like(z)
-    s = torch.empty_like(z)
-    small = z.abs() < 1.0
+    neg = z < 0
+    az = z.abs()
+    sq = az.sqrt()
+    if bool(neg.any()):
+        pos = ~neg
+        one_minus_cos = torch.where(pos, 1.0 - torch.cos(sq), torch.cosh(sq) - 1.0)
+        sq_minus_sin = torch.where(pos, sq - torch.sin(sq), torch.sinh(sq) - sq)
+    else:  # bound orbits only: skip the hyperbolic branch
+        one_minus_cos = 1.0 - torch.cos(sq)
+        sq_minus_sin = sq - torch.sin(sq)
+    c = one_minus_cos / az
+    s = sq_minus_sin / (az * sq)
+    small = az < 1.0
     if bool(small.any()):
         zs = z[small]
         # C = Σ (−z)^k/(2k+2)!, S = Σ (−z)^k/(2k+3)!  (Horner from the last term)
@@ -47,18 +57,6 @@ def stumpff(z: Tensor) -> tuple[Tensor, Tensor]:
             cs = 1.0 / math.factorial(2 * k + 2) - zs * cs
             ss = 1.0 / math.factorial(2 * k + 3) - zs * ss
         c[small], s[small] = cs, ss
-    pos = z >= 1.0
-    if bool(pos.any()):
-        zp = z[pos]
-        sq = zp.sqrt()
-        c[pos] = (1.0 - torch.cos(sq)) / zp
-        s[pos] = (sq - torch.sin(sq)) / (zp * sq)
-    neg = z <= -1.0
-    if bool(neg.any()):
-        zn = -z[neg]
-        sq = zn.sqrt()
-        c[neg] = (torch.cosh(sq) - 1.0) / zn
-        s[neg] = (torch.sinh(sq) - sq) / (zn * sq)
     return c, s
 
 

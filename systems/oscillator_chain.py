@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from hamgrad.systems.base import System, check_floats, normals, uniforms
 from hamgrad.systems.registry import register
-
 from hamgrad.validation import check_choice, check_positive_float, check_positive_int
 
 Tensor = torch.Tensor
@@ -76,6 +76,7 @@ class OscillatorChain(System):
         self.dof = n
         self.ends = ends
         self._stiffness_matrix = self._build_stiffness_matrix()
+        self._modes: tuple[Tensor, Tensor, Tensor] | None = None  # built on first exact_flow
         return {
             "n": n,
             "masses": _plain(masses),
@@ -139,6 +140,36 @@ class OscillatorChain(System):
 
     def grad_p(self, p: Tensor) -> Tensor:
         return p / self._constant("masses", self.masses, p)
+
+    def exact_flow(self, x0: Tensor, t: Tensor) -> Tensor:
+        """The exact solution ``(B, T, 2n)`` at times ``t`` ``(T,)`` from states ``x0`` ``(B, 2n)``.
+
+        Normal modes: with ``y = M^{1/2} q``, ``π = M^{-1/2} p`` and ``M^{-1/2} K M^{-1/2} =
+        U diag(ω²) Uᵀ``, each modal pair ``(a, b) = (Uᵀ y, Uᵀ π)`` rotates:
+        ``a(t) = a cos ωt + b sin(ωt)/ω``, ``b(t) = b cos ωt − ω a sin ωt`` (free motion for
+        ``ω = 0``).
+        """
+        self._check_state(x0)
+        x0 = x0.to(torch.float64)
+        if self._modes is None:
+            sqrt_m = np.sqrt(self.masses)
+            omega2, vectors = np.linalg.eigh(self._stiffness_matrix / np.outer(sqrt_m, sqrt_m))
+            self._modes = (
+                torch.from_numpy(np.sqrt(np.clip(omega2, 0.0, None))),
+                torch.from_numpy(vectors),
+                torch.from_numpy(sqrt_m),
+            )
+        omega, vectors, sqrt_m = self._modes
+        n = self.dof
+        a = (x0[:, :n] * sqrt_m) @ vectors  # (B, n)
+        b = (x0[:, n:] / sqrt_m) @ vectors
+        t = torch.as_tensor(t, dtype=torch.float64).reshape(1, -1, 1)
+        wt = omega * t  # (1, T, n)
+        cos, sin = torch.cos(wt), torch.sin(wt)
+        sin_over_omega = t * torch.sinc(wt / torch.pi)  # sin(ωt)/ω, = t at ω = 0
+        a_t = a.unsqueeze(1) * cos + b.unsqueeze(1) * sin_over_omega
+        b_t = b.unsqueeze(1) * cos - (omega * a).unsqueeze(1) * sin
+        return torch.cat([(a_t @ vectors.T) / sqrt_m, (b_t @ vectors.T) * sqrt_m], dim=-1)
 
     def sample_initial(self, n: int, seed: int = 0) -> Tensor:
         z = normals(uniforms(n, 2 * self.dof, seed))

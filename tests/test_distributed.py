@@ -16,6 +16,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hamgrad import distributed
 from hamgrad.datasets import generate, load_trajectories
 from hamgrad.datasets.partial import partial_path
 from hamgrad.datasets.sharded import (
@@ -24,10 +28,6 @@ from hamgrad.datasets.sharded import (
     shard_path,
     shard_ranges,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from hamgrad import distributed
 from hamgrad.errors import DataFormatError
 
 ARRAYS = ("t", "q", "p", "dqdt", "dpdt", "energy")
@@ -109,6 +109,14 @@ def test_environment_is_read_and_checked(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "0")
     with pytest.raises(ValueError, match="WORLD_SIZE must be >= 1"):
         distributed.world_size()
+
+
+def test_agreement_on_one_process_reraises_the_error():
+    distributed.agree(None, "nothing")  # nothing failed: returns
+    with pytest.raises(KeyError, match="boom"):
+        distributed.agree(KeyError("boom"), "a step")
+    with pytest.raises(ValueError, match="inside"), distributed.collective("a block"):
+        raise ValueError("inside")
 
 
 def test_init_without_rendezvous_is_a_clear_error(monkeypatch):

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hamgrad.datasets import generate, load_trajectories
-from hamgrad.datasets.sharded import shard_path
 
 from hamgrad.checkpoints import CHECKPOINT_NAME, METRICS_NAME, load_checkpoint
+from hamgrad.datasets import generate, load_trajectories
+from hamgrad.datasets.sharded import shard_path
 from hamgrad.distributed import free_port
 from hamgrad.train import train_dynamics
 
@@ -40,7 +40,9 @@ SETTINGS = {
 }
 
 
-def torchrun(*args: str, cwd: Path, nproc: int = 2) -> subprocess.CompletedProcess:
+def torchrun(
+    *args: str, cwd: Path, nproc: int = 2, succeed: bool = True
+) -> subprocess.CompletedProcess:
     """``python -m torch.distributed.run`` with ``nproc`` local ranks on a free loopback port."""
     env = {
         k: v
@@ -61,7 +63,7 @@ def torchrun(*args: str, cwd: Path, nproc: int = 2) -> subprocess.CompletedProce
     result = subprocess.run(
         command, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (result.returncode == 0) == succeed, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
@@ -177,3 +179,21 @@ def test_generation_under_torchrun_equals_single_process(tmp_path):
         timeout=TIMEOUT_S,
     )
     assert env_out.returncode == 2 and "already exists" in env_out.stderr
+
+
+def test_an_error_on_rank_0_stops_every_rank(tmp_path, spring):
+    """Rank 0 alone prepares the run directory; its refusal must not leave rank 1 waiting."""
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "config.json").write_text("{}")
+    result = torchrun(
+        "-m", "hamgrad", "train", spring, "--out", "taken", "--model", "hnn", "--quiet",
+        cwd=tmp_path,
+        succeed=False,
+    )  # fmt: skip
+    lines = [line for line in result.stderr.splitlines() if line.startswith("hamgrad train")]
+    assert sorted(lines) == [
+        "hamgrad train: error: 'taken' already holds a run; pass --resume to continue it or "
+        "choose another --out directory",
+        "hamgrad train: error: 'taken' already holds a run; pass --resume to continue it or "
+        "choose another --out directory (on rank 0, which writes the files)",
+    ], result.stderr

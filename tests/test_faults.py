@@ -23,16 +23,16 @@ import time
 from pathlib import Path
 
 import h5py
-import hamgrad.datasets.generation as generation
-import hamgrad.datasets.partial as partial
 import numpy as np
 import pytest
 import torch
-from hamgrad.datasets import generate, load_trajectories
-from hamgrad.datasets.partial import partial_path
 
+import hamgrad.datasets.generation as generation
+import hamgrad.datasets.partial as partial
 from hamgrad.checkpoints import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from hamgrad.cli import main
+from hamgrad.datasets import generate, load_trajectories
+from hamgrad.datasets.partial import partial_path
 from hamgrad.errors import CheckpointError, DataFormatError
 
 ARRAYS = ("t", "q", "p", "dqdt", "dpdt", "energy")
@@ -389,12 +389,12 @@ def test_checkpoint_carrying_code_is_refused_and_never_run(kind, trained_run, sp
         torch.save({**state, "model": _Payload(marker)}, ckpt)
     else:
         ckpt.write_bytes(pickle.dumps({"format": "hamgrad-checkpoint", "x": _Payload(marker)}, 2))
-    with pytest.raises(CheckpointError, match="corrupt or not a torch file"):
+    with pytest.raises(CheckpointError, match="could run code"):
         load_checkpoint(ckpt)
     code, _, err = cli(["train", spring, "--out", trained_run, "--resume", "--quiet"], capsys)
-    assert_one_line_error(code, err, "train", "corrupt or not a torch file")
+    assert_one_line_error(code, err, "train", "refused (loading it could run code)")
     code, _, err = cli(["evaluate", trained_run, "--data", spring, "--no-figures"], capsys)
-    assert_one_line_error(code, err, "evaluate", "corrupt or not a torch file")
+    assert_one_line_error(code, err, "evaluate", "refused (loading it could run code)")
     assert not marker.exists()
 
 

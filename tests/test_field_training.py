@@ -71,8 +71,17 @@ def test_train_module_reexports_the_trainer():
 
 def test_fixed_mode_fits_an_exact_target():
     model, history = fit_gradient_field(
-        linear_model(dtype=torch.float64), linear_grad, unit_box, steps=1500, batch_size=50,
-        lr=5e-2, mode="fixed", n_train=500, n_val=200, schedule="cosine", progress=False,
+        linear_model(dtype=torch.float64),
+        linear_grad,
+        unit_box,
+        steps=1500,
+        batch_size=50,
+        lr=5e-2,
+        mode="fixed",
+        n_train=500,
+        n_val=200,
+        schedule="cosine",
+        progress=False,
     )
     assert history["best_val_db"] < -100
     x = unit_box(1000, torch.Generator().manual_seed(9))
@@ -88,8 +97,16 @@ def test_fixed_mode_draws_the_data_once_and_visits_each_point_once_per_epoch():
 
     model = Recorder()
     fit_gradient_field(
-        model, linear_grad, counting_sample, steps=4, batch_size=30, lr=1e-3, mode="fixed",
-        n_train=100, n_val=50, progress=False,
+        model,
+        linear_grad,
+        counting_sample,
+        steps=4,
+        batch_size=30,
+        lr=1e-3,
+        mode="fixed",
+        n_train=100,
+        n_val=50,
+        progress=False,
     )
     assert sorted(calls) == [50, 100]  # validation set and training set, nothing else
     sizes = [len(s) for s in model.seen]
@@ -101,8 +118,16 @@ def test_fixed_mode_draws_the_data_once_and_visits_each_point_once_per_epoch():
 def test_fixed_mode_reshuffles_every_epoch():
     model = Recorder()
     fit_gradient_field(
-        model, linear_grad, unit_box, steps=4, batch_size=10, lr=1e-3, mode="fixed", n_train=20,
-        n_val=0, progress=False,
+        model,
+        linear_grad,
+        unit_box,
+        steps=4,
+        batch_size=10,
+        lr=1e-3,
+        mode="fixed",
+        n_train=20,
+        n_val=0,
+        progress=False,
     )
     first, second = torch.cat(model.seen[:2]), torch.cat(model.seen[2:])
     assert torch.equal(torch.unique(first, dim=0), torch.unique(second, dim=0))
@@ -118,8 +143,15 @@ def test_fresh_mode_draws_a_new_batch_every_step():
 
     model = Recorder()
     _, history = fit_gradient_field(
-        model, linear_grad, counting_sample, steps=7, batch_size=16, lr=1e-3, n_val=40,
-        val_every=3, progress=False,
+        model,
+        linear_grad,
+        counting_sample,
+        steps=7,
+        batch_size=16,
+        lr=1e-3,
+        n_val=40,
+        val_every=3,
+        progress=False,
     )
     assert calls == [40] + [16] * 7
     assert len(torch.unique(torch.cat(model.seen), dim=0)) == 7 * 16
@@ -128,20 +160,30 @@ def test_fresh_mode_draws_a_new_batch_every_step():
 
 def test_history_contents():
     _, history = fit_gradient_field(
-        linear_model(), linear_grad, unit_box, steps=20, batch_size=8, lr=1e-2, n_val=30,
-        val_every=5, schedule="linear", warmup=2, final_lr_ratio=0.1, progress=False,
+        linear_model(),
+        linear_grad,
+        unit_box,
+        steps=20,
+        batch_size=8,
+        lr=1e-2,
+        n_val=30,
+        val_every=5,
+        schedule="linear",
+        warmup=2,
+        final_lr_ratio=0.1,
+        progress=False,
     )
     n = len(history["step"])
     assert n == 4
     for key in ("train_loss", "val_loss", "val_db", "lr", "time", "train_time"):
         assert len(history[key]) == n
-    for loss, db in zip(history["val_loss"], history["val_db"]):
+    for loss, db in zip(history["val_loss"], history["val_db"], strict=True):
         assert db == pytest.approx(10 * math.log10(2 * loss))  # MSE per coordinate, d = 2
     assert history["best_val_db"] == min(history["val_db"])
     assert history["lr"][-1] == pytest.approx(1e-3)
     assert history["final_val_db"] == history["val_db"][-1]
     assert history["steps_done"] == 20
-    assert all(b <= a + 1e-12 for a, b in zip(history["time"], history["train_time"]))
+    assert all(b <= a + 1e-12 for a, b in zip(history["time"], history["train_time"], strict=True))
     assert history["config"]["schedule"] == "linear" and history["config"]["n_val"] == 30
 
 
@@ -157,8 +199,17 @@ def test_best_weights_are_restored():
     for select_best in (True, False):
         model = linear_model(seed=1)
         _, history = fit_gradient_field(
-            model, linear_grad, unit_box, steps=260, batch_size=32, lr=2e-2, x_val=x_val,
-            val_every=20, select_best=select_best, callback=sabotage, progress=False,
+            model,
+            linear_grad,
+            unit_box,
+            steps=260,
+            batch_size=32,
+            lr=2e-2,
+            x_val=x_val,
+            val_every=20,
+            select_best=select_best,
+            callback=sabotage,
+            progress=False,
         )
         assert history["best_step"] == 200
         assert history["final_val_db"] > history["best_val_db"] + 10
@@ -169,8 +220,15 @@ def test_best_weights_are_restored():
 
 def test_without_validation_the_final_weights_are_kept():
     model, history = fit_gradient_field(
-        linear_model(), linear_grad, unit_box, steps=10, batch_size=8, lr=1e-2, n_val=0,
-        val_every=10, progress=False,
+        linear_model(),
+        linear_grad,
+        unit_box,
+        steps=10,
+        batch_size=8,
+        lr=1e-2,
+        n_val=0,
+        val_every=10,
+        progress=False,
     )
     assert history["best_step"] is None and history["val_db"] == [None]
     assert history["train_loss"][0] > 0
@@ -179,8 +237,17 @@ def test_without_validation_the_final_weights_are_kept():
 def test_deterministic_with_a_seed():
     def run(seed):
         model, history = fit_gradient_field(
-            linear_model(seed=3), linear_grad, unit_box, steps=30, batch_size=10, lr=1e-2,
-            mode="fixed", n_train=50, n_val=20, seed=seed, progress=False,
+            linear_model(seed=3),
+            linear_grad,
+            unit_box,
+            steps=30,
+            batch_size=10,
+            lr=1e-2,
+            mode="fixed",
+            n_train=50,
+            n_val=20,
+            seed=seed,
+            progress=False,
         )
         return model.state_dict(), history["val_db"]
 
@@ -196,30 +263,59 @@ def test_deterministic_with_a_seed():
 def test_dtype_argument_moves_the_model():
     model = linear_model(dtype=torch.float32)
     fit_gradient_field(
-        model, linear_grad, unit_box, steps=3, batch_size=4, lr=1e-3, n_val=5,
-        dtype=torch.float64, progress=False,
+        model,
+        linear_grad,
+        unit_box,
+        steps=3,
+        batch_size=4,
+        lr=1e-3,
+        n_val=5,
+        dtype=torch.float64,
+        progress=False,
     )
     assert next(model.parameters()).dtype == torch.float64
 
 
 def test_callback_can_stop_training():
     _, history = fit_gradient_field(
-        linear_model(), linear_grad, unit_box, steps=100, batch_size=4, lr=1e-3, n_val=5,
-        val_every=10, callback=lambda r: r["step"] >= 30, progress=False,
+        linear_model(),
+        linear_grad,
+        unit_box,
+        steps=100,
+        batch_size=4,
+        lr=1e-3,
+        n_val=5,
+        val_every=10,
+        callback=lambda r: r["step"] >= 30,
+        progress=False,
     )
     assert history["step"] == [10, 20, 30] and history["steps_done"] == 30
 
 
 def test_progress_bar_goes_to_stderr(capsys):
     fit_gradient_field(
-        linear_model(), linear_grad, unit_box, steps=5, batch_size=4, lr=1e-3, n_val=5,
-        progress=True, desc="unit-test-bar",
+        linear_model(),
+        linear_grad,
+        unit_box,
+        steps=5,
+        batch_size=4,
+        lr=1e-3,
+        n_val=5,
+        progress=True,
+        desc="unit-test-bar",
     )
     captured = capsys.readouterr()
     assert "unit-test-bar" in captured.err and captured.out == ""
     fit_gradient_field(
-        linear_model(), linear_grad, unit_box, steps=5, batch_size=4, lr=1e-3, n_val=5,
-        progress=False, desc="unit-test-bar",
+        linear_model(),
+        linear_grad,
+        unit_box,
+        steps=5,
+        batch_size=4,
+        lr=1e-3,
+        n_val=5,
+        progress=False,
+        desc="unit-test-bar",
     )
     assert "unit-test-bar" not in capsys.readouterr().err
 
@@ -229,11 +325,20 @@ def test_learning_rate_schedules():
     assert learning_rate_at(99, 100, 1.0, schedule="constant") == 1.0
     assert learning_rate_at(0, 101, 1.0, schedule="cosine") == pytest.approx(1.0)
     assert learning_rate_at(50, 101, 1.0, schedule="cosine") == pytest.approx(0.5)
-    assert learning_rate_at(100, 101, 1.0, schedule="cosine", final_lr_ratio=0.1) == pytest.approx(0.1)
+    assert learning_rate_at(100, 101, 1.0, schedule="cosine", final_lr_ratio=0.1) == pytest.approx(
+        0.1
+    )
     assert learning_rate_at(100, 101, 2.0, schedule="linear") == pytest.approx(0.0)
-    assert learning_rate_at(50, 101, 1.0, schedule="exponential", final_lr_ratio=0.01) == pytest.approx(0.1)
+    assert learning_rate_at(
+        50, 101, 1.0, schedule="exponential", final_lr_ratio=0.01
+    ) == pytest.approx(0.1)
     # warm-up: linear ramp to the peak, then the decay starts from the peak
-    assert [learning_rate_at(s, 20, 1.0, schedule="cosine", warmup=4) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert [learning_rate_at(s, 20, 1.0, schedule="cosine", warmup=4) for s in range(4)] == [
+        0.25,
+        0.5,
+        0.75,
+        1.0,
+    ]
     assert learning_rate_at(4, 20, 1.0, schedule="cosine", warmup=4) == pytest.approx(1.0)
 
 
@@ -241,7 +346,13 @@ def test_trains_a_model_that_differentiates_in_its_forward():
     torch.manual_seed(0)
     model = ScalarGradModel()
     _, history = fit_gradient_field(
-        model, linear_grad, unit_box, steps=50, batch_size=32, lr=1e-2, n_val=100,
+        model,
+        linear_grad,
+        unit_box,
+        steps=50,
+        batch_size=32,
+        lr=1e-2,
+        n_val=100,
         progress=False,
     )
     assert history["val_db"][-1] < history["val_db"][0]
@@ -281,7 +392,13 @@ def test_divergence_is_reported_with_the_step():
 
     with pytest.raises(DivergenceError, match="step 1 "):
         fit_gradient_field(
-            linear_model(), bad_grad, unit_box, steps=5, batch_size=4, lr=1e-3, n_val=0,
+            linear_model(),
+            bad_grad,
+            unit_box,
+            steps=5,
+            batch_size=4,
+            lr=1e-3,
+            n_val=0,
             progress=False,
         )
 

@@ -49,7 +49,9 @@ def test_convex_2d_formula_at_a_point():
     f = x1**4 + x1**2 / 2 + x1 * x2 / 2 + 1.5 * x2**2 - x2**3 / 3
     g = [4 * x1**3 + x1 + x2 / 2, 3 * x2 - x2**2 + x1 / 2]
     assert float(field.potential(x)) == pytest.approx(f, abs=1e-15)
-    torch.testing.assert_close(field.grad(x), torch.tensor(g, dtype=torch.float64), rtol=0, atol=1e-15)
+    torch.testing.assert_close(
+        field.grad(x), torch.tensor(g, dtype=torch.float64), rtol=0, atol=1e-15
+    )
 
 
 def test_nonconvex_2d_formula_at_a_point():
@@ -58,7 +60,9 @@ def test_nonconvex_2d_formula_at_a_point():
     x = torch.tensor([x1, x2], dtype=torch.float64)
     g1 = math.pi / 2 * math.cos(2 * math.pi * x1) * math.cos(math.pi * x2) + x2 / 2
     g2 = -math.pi / 4 * math.sin(2 * math.pi * x1) * math.sin(math.pi * x2) + x1 / 2 - x2
-    torch.testing.assert_close(field.grad(x), torch.tensor([g1, g2], dtype=torch.float64), rtol=0, atol=1e-15)
+    torch.testing.assert_close(
+        field.grad(x), torch.tensor([g1, g2], dtype=torch.float64), rtol=0, atol=1e-15
+    )
 
 
 def test_convex_2d_hessian_is_positive_definite_on_the_box():
@@ -78,7 +82,10 @@ def test_2d_gradient_matches_central_differences(point, name):
     x = torch.tensor(point, dtype=torch.float64)
     h = 1e-6
     fd = torch.stack(
-        [(field.potential(x + h * e) - field.potential(x - h * e)) / (2 * h) for e in torch.eye(2, dtype=torch.float64)]
+        [
+            (field.potential(x + h * e) - field.potential(x - h * e)) / (2 * h)
+            for e in torch.eye(2, dtype=torch.float64)
+        ]
     )
     torch.testing.assert_close(field.grad(x), fd, rtol=0, atol=1e-8)
 

@@ -34,7 +34,8 @@ def test_paper_plans_follow_the_published_protocols():
 
 
 @pytest.mark.parametrize(
-    ("model", "params"), [("mgradnet-c", 100), ("mgradnet-m", 94), ("gradnet-c", 100), ("gradnet-m", 94)]
+    ("model", "params"),
+    [("mgradnet-c", 100), ("mgradnet-m", 94), ("gradnet-c", 100), ("gradnet-m", 94)],
 )
 def test_paper_small_2d_models_have_the_published_parameter_counts(model, params):
     plan = make_plan("nonconvex-2d", model)
@@ -93,18 +94,39 @@ def test_run_plan_summarises_and_compares_with_the_published_figure():
 
 
 def test_summarise_pools_test_sets_when_there_are_several():
-    trials = [{"error_db": 1.5, "set_errors_db": [1.0, 2.0]}, {"error_db": 3.5, "set_errors_db": [3.0, 4.0]}]
+    trials = [
+        {"error_db": 1.5, "set_errors_db": [1.0, 2.0]},
+        {"error_db": 3.5, "set_errors_db": [3.0, 4.0]},
+    ]
     mean, std = summarise(trials)
-    assert mean == pytest.approx(2.5) and std == pytest.approx(torch.tensor([1.0, 2, 3, 4]).std(correction=0).item())
-    mean, std = summarise([{"error_db": 1.0, "set_errors_db": [1.0]}, {"error_db": 3.0, "set_errors_db": [3.0]}])
+    assert mean == pytest.approx(2.5) and std == pytest.approx(
+        torch.tensor([1.0, 2, 3, 4]).std(correction=0).item()
+    )
+    mean, std = summarise(
+        [{"error_db": 1.0, "set_errors_db": [1.0]}, {"error_db": 3.0, "set_errors_db": [3.0]}]
+    )
     assert mean == 2.0 and std == 1.0
 
 
 def test_cli_tiny_run_prints_the_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "fields.json"
     code = main(
-        ["fields", "--field", "polymax", "--dim", "3", "--model", "mgradnet-m,hnn", "--steps", "3",
-         "--lr", "1e-3", "--json", str(out), "--no-progress"]
+        [
+            "fields",
+            "--field",
+            "polymax",
+            "--dim",
+            "3",
+            "--model",
+            "mgradnet-m,hnn",
+            "--steps",
+            "3",
+            "--lr",
+            "1e-3",
+            "--json",
+            str(out),
+            "--no-progress",
+        ]
     )
     assert code == 0
     captured = capsys.readouterr()
@@ -120,20 +142,36 @@ def test_cli_tiny_run_prints_the_table_and_writes_json(tmp_path, capsys):
 
     # a second run adds its cell and keeps the others
     code = main(
-        ["fields", "--field", "convex-2d", "--model", "mlp", "--steps", "2", "--trials", "1",
-         "--json", str(out), "--no-progress"]
+        [
+            "fields",
+            "--field",
+            "convex-2d",
+            "--model",
+            "mlp",
+            "--steps",
+            "2",
+            "--trials",
+            "1",
+            "--json",
+            str(out),
+            "--no-progress",
+        ]
     )
     assert code == 0
     data = json.loads(out.read_text())
     assert {(r["model"], r["field"]) for r in data["results"]} == {
-        ("mgradnet-m", "polymax"), ("hnn", "polymax"), ("mlp", "convex-2d")
+        ("mgradnet-m", "polymax"),
+        ("hnn", "polymax"),
+        ("mlp", "convex-2d"),
     }
 
 
 def test_cli_refuses_to_overwrite_a_foreign_json(tmp_path, capsys):
     other = tmp_path / "other.json"
     other.write_text('{"something": "else"}')
-    code = main(["fields", "--field", "convex-2d", "--model", "mlp", "--steps", "1", "--json", str(other)])
+    code = main(
+        ["fields", "--field", "convex-2d", "--model", "mlp", "--steps", "1", "--json", str(other)]
+    )
     assert code == 2
     assert "refusing to overwrite" in capsys.readouterr().err
     assert other.read_text() == '{"something": "else"}'

@@ -6,15 +6,6 @@ import math
 
 import pytest
 import torch
-from hamgrad.integrators import (
-    Integrator,
-    get_integrator,
-    integrator_names,
-    integrators_table,
-    list_integrators,
-    rollout,
-)
-from hamgrad.integrators.splitting import YOSHIDA4_WEIGHTS, YOSHIDA6_WEIGHTS, YOSHIDA8_WEIGHTS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_integrators_systems import (
@@ -26,6 +17,15 @@ from test_integrators_systems import (
 )
 
 from hamgrad.errors import ConvergenceError, DivergenceError
+from hamgrad.integrators import (
+    Integrator,
+    get_integrator,
+    integrator_names,
+    integrators_table,
+    list_integrators,
+    rollout,
+)
+from hamgrad.integrators.splitting import YOSHIDA4_WEIGHTS, YOSHIDA6_WEIGHTS, YOSHIDA8_WEIGHTS
 
 F64 = torch.float64
 SPLITTING = ["leapfrog", "symplectic-euler", "yoshida4", "yoshida6", "yoshida8"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hamgrad.integrators import rollout
 from scipy.integrate import solve_ivp
 from test_integrators_systems import DoublePendulum, HarmonicOscillator, Pendulum
 
+from hamgrad.integrators import rollout
 from hamgrad.testing import (
     assert_convergence_order,
     assert_energy_bounded,

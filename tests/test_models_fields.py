@@ -61,12 +61,13 @@ def test_jacobian_symmetric_and_psd_when_monotone(config, fused):
         assert assert_monotone(model, x, rtol=1e-10, tol=1e-10) >= -1e-10
 
 
-@pytest.mark.parametrize("name", ["gradnet-c", "gradnet-m"])
-@pytest.mark.parametrize("activation", ["tanh", "wtanh", "softmax", "wsoftmax"])
+@pytest.mark.parametrize(
+    ("name", "activation"),
+    [("gradnet-c", "tanh"), ("gradnet-c", "wtanh")]
+    + [("gradnet-m", a) for a in ("tanh", "wtanh", "softmax", "wsoftmax")],
+)
 def test_general_nets_have_indefinite_jacobians(name, activation):
     """The PSD check discriminates: the general networks are not monotone somewhere."""
-    if name == "gradnet-c" and activation in ("softmax", "wsoftmax"):
-        pytest.skip("group activations are refused in the cascade")
     x = _points(200, 3, scale=3.0)
     found = 0
     for seed in range(3):
@@ -114,13 +115,15 @@ def test_cascade_potential_against_independent_quadrature(name):
     """Φ_i(s) = ∫₀ˢ φ_i from the Gauss–Legendre rule agrees with scipy's adaptive quad."""
     model = build_model(name, 2, width=5, layers=4, seed=4, dtype=F64)
     s = torch.tensor([[-7.0, -1.3, 0.0, 2.2, 11.0]], dtype=F64)
-    ours = ridge_integral(model.profile, s, model.profile_gain())[0]
+    with torch.no_grad():
+        ours = ridge_integral(model.profile, s, model.profile_gain())[0]
     for i in range(5):
 
         def phi(t, i=i):
             row = torch.zeros(1, 5, dtype=F64)
             row[0, i] = t
-            return float(model.profile(row)[0, i])
+            with torch.no_grad():
+                return float(model.profile(row)[0, i])
 
         expected, _ = quad(phi, 0.0, float(s[0, i]), epsabs=1e-13, epsrel=1e-13, limit=200)
         assert abs(float(ours[i]) - expected) <= 1e-11 * max(1.0, abs(expected))

@@ -99,14 +99,15 @@ def test_first_order_backward_without_create_graph(name):
                 assert _close(a, b)
 
 
-def test_large_pre_activations_take_the_safe_softmin_path():
+@pytest.mark.parametrize("dim", [3, 40])
+def test_large_pre_activations_take_the_safe_softmin_path(dim):
     """Softmax entries too small to invert: softmin falls back to its own exponential."""
-    fused, eager = _pair("gradnet-m", 3, 9, seed=5)
+    fused, eager = _pair("gradnet-m", dim, 9, seed=5)
     with torch.no_grad():
         fused.weight.mul_(400.0)
         eager.weight.mul_(400.0)
-    x = torch.randn(5, 3, dtype=F64, requires_grad=True)
-    g = torch.randn(5, 3, dtype=F64)
+    x = torch.randn(5, dim, dtype=F64, requires_grad=True)
+    g = torch.randn(5, dim, dtype=F64)
     a = torch.autograd.grad(fused(x), [x, *fused.parameters()], g)
     b = torch.autograd.grad(eager(x), [x, *eager.parameters()], g)
     assert torch.isfinite(fused(x)).all()
@@ -149,3 +150,13 @@ def test_pool_is_bounded():
     outs = [model(torch.randn(3, 2)) for _ in range(10)]
     torch.stack(outs).sum().backward()
     assert len(saved_pool._free) <= saved_pool.max_blocks
+
+
+def test_fused_option():
+    from hamgrad.models.tied import AUTO_MIN_ACTIVATIONS, use_fused
+
+    assert use_fused("auto", AUTO_MIN_ACTIVATIONS) and not use_fused("auto", 10)
+    assert use_fused(True, 1) and not use_fused(False, 10**9)
+    assert build_model("gradnet-c", 2, width=3).fused == "auto"
+    with pytest.raises(ValueError, match="fused"):
+        build_model("gradnet-m", 2, width=3, fused="yes")

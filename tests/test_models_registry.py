@@ -43,7 +43,7 @@ def test_authors_width_table(d, c_width, c_params, m_width, m_params):
     assert width_for_budget("gradnet-m", d, budget) == m_width
 
 
-@pytest.mark.parametrize(("d", "c_width", "c_params", "m_width", "m_params"), AUTHORS_TABLE[:2])
+@pytest.mark.parametrize(("d", "c_width", "c_params", "m_width", "m_params"), AUTHORS_TABLE)
 def test_authors_table_built_models(d, c_width, c_params, m_width, m_params):
     c = build_model("mgradnet-c", d, param_budget=1024 * d)
     m = build_model("mgradnet-m", d, param_budget=1024 * d)

@@ -70,14 +70,36 @@ def _remove_runs(out) -> None:
                 shutil.rmtree(d)
 
 
+def _compare(args: argparse.Namespace, data, out) -> dict:
+    from hamgrad.comparison import compare_models
+
+    return compare_models(
+        data,
+        DEMO_MODELS,
+        out,
+        param_budget=args.param_budget,
+        steps=args.steps,
+        batch_size=200,
+        schedule="cosine",
+        seed=args.seed,
+        model_overrides={label: {"lr": lr} for label, lr in DEMO_LR.items()},
+        protocol="preset",
+        n_eval=args.n_eval,
+        progress=not args.quiet,
+        log=lambda msg: print(msg, flush=True),
+        title="two-body, HNN protocol",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
     import h5py
 
-    from hamgrad.comparison import COMPARE_COLUMNS, compare_models
+    from hamgrad.comparison import COMPARE_COLUMNS
     from hamgrad.datasets import generate
+    from hamgrad.errors import CheckpointError
     from hamgrad.reporting import text_table
 
     t0 = time.perf_counter()
@@ -114,22 +136,10 @@ def run(args: argparse.Namespace) -> int:
             "`python -m benchmarks dynamics`",
             flush=True,
         )
-    report = compare_models(
-        data,
-        DEMO_MODELS,
-        out,
-        param_budget=args.param_budget,
-        steps=args.steps,
-        batch_size=200,
-        schedule="cosine",
-        seed=args.seed,
-        model_overrides={label: {"lr": lr} for label, lr in DEMO_LR.items()},
-        protocol="preset",
-        n_eval=args.n_eval,
-        progress=not args.quiet,
-        log=lambda msg: print(msg, flush=True),
-        title="two-body, HNN protocol",
-    )
+    try:
+        report = _compare(args, data, out)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} (run `hamgrad demo --fresh` to retrain)") from exc
     print()
     print(text_table(report["rows"], COMPARE_COLUMNS))
     rows = {r["label"]: r for r in report["rows"]}

@@ -20,9 +20,7 @@ RESULTS_FORMAT = "hamgrad-fields-results"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--field", required=True, help="convex-2d, nonconvex-2d or polymax"
-    )
+    parser.add_argument("--field", required=True, help="convex-2d, nonconvex-2d or polymax")
     parser.add_argument("--dim", type=int, default=None, help="dimension (polymax only; >= 2)")
     parser.add_argument(
         "--model",

@@ -32,7 +32,7 @@ from hamgrad.models.activations import (
 from hamgrad.models.base import GradientModel, like
 from hamgrad.models.cascade_kernel import CascadeCore, cascade_core_reference
 from hamgrad.models.quadrature import ridge_integral
-from hamgrad.models.tied import tied_field
+from hamgrad.models.tied import check_fused, tied_field, use_fused
 from hamgrad.validation import check_choice, check_positive_int
 
 
@@ -59,10 +59,11 @@ class CascadeGradNet(GradientModel):
         layers: number of cascade layers L (default 4).
         activation: ``"wtanh"`` (default) or ``"tanh"``, used in every layer.
         monotone: build the monotone network (softplus scalings, monotone activations).
-        fused: evaluate with the fused kernel (:func:`hamgrad.models.tied.tied_field` with
-            :class:`hamgrad.models.cascade_kernel.CascadeCore`, hand-written backward);
+        fused: ``True`` evaluates with the fused kernel (:func:`hamgrad.models.tied.tied_field`
+            with :class:`hamgrad.models.cascade_kernel.CascadeCore`, hand-written backward);
             ``False`` runs the published equations literally in eager torch (same values to
-            round-off, slower).
+            round-off, slower for all but tiny batches); ``"auto"`` (default) picks the fused
+            kernel from :data:`hamgrad.models.tied.AUTO_MIN_ACTIVATIONS` activations up.
     """
 
     def __init__(
@@ -73,7 +74,7 @@ class CascadeGradNet(GradientModel):
         layers: int = 4,
         activation: str = "wtanh",
         monotone: bool = True,
-        fused: bool = True,
+        fused: bool | str = "auto",
     ) -> None:
         dim = check_positive_int("dim", dim)
         width = check_positive_int("width", width)
@@ -85,7 +86,7 @@ class CascadeGradNet(GradientModel):
         self.activation = activation
         self.monotone = bool(monotone)
         self.name = "mgradnet-c" if self.monotone else "gradnet-c"
-        self.fused = bool(fused)
+        self.fused = check_fused(fused)
 
         self.weight = nn.Parameter(torch.empty(width, dim))
         self.bias = nn.Parameter(torch.empty(layers, width))
@@ -158,7 +159,7 @@ class CascadeGradNet(GradientModel):
 
     def _field(self, x: torch.Tensor) -> torch.Tensor:
         weight, out_bias = like(self.weight, x), like(self.out_bias, x)
-        if self.fused:
+        if use_fused(self.fused, x.shape[0] * self.width):
             return tied_field(CascadeCore, x, weight, out_bias, *self.core_coefficients(x))
         return torch.addmm(out_bias, self.profile(x @ weight.T), weight)
 

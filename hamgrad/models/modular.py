@@ -30,8 +30,8 @@ from hamgrad.models.activations import (
 )
 from hamgrad.models.base import GradientModel, like
 from hamgrad.models.cascade_kernel import CascadeCore
-from hamgrad.models.modular_kernel import SoftmaxPairCore
-from hamgrad.models.tied import tied_field
+from hamgrad.models.modular_kernel import SoftmaxPairCore, skinny_softmax_field
+from hamgrad.models.tied import SKINNY_DIM, check_fused, tied_field, use_fused
 from hamgrad.validation import check_choice, check_positive_int
 
 
@@ -52,9 +52,11 @@ class ModularGradNet(GradientModel):
         modules: number of modules K (default 4).
         activation: ``"wsoftmax"`` (default), ``"softmax"``, ``"wtanh"`` or ``"tanh"``.
         monotone: build the monotone network.
-        fused: evaluate all modules at once with one stacked weight matrix in the fused kernel
-            (:func:`hamgrad.models.tied.tied_field`, hand-written backward); ``False`` loops
-            over the modules literally (same values to round-off, slower).
+        fused: ``True`` evaluates all modules at once with one stacked weight matrix in the
+            fused kernel (:func:`hamgrad.models.tied.tied_field`, hand-written backward);
+            ``False`` loops over the modules literally (same values to round-off, slower for all
+            but tiny batches); ``"auto"`` (default) picks the fused kernel from
+            :data:`hamgrad.models.tied.AUTO_MIN_ACTIVATIONS` activations up.
     """
 
     def __init__(
@@ -65,7 +67,7 @@ class ModularGradNet(GradientModel):
         modules: int = 4,
         activation: str = "wsoftmax",
         monotone: bool = True,
-        fused: bool = True,
+        fused: bool | str = "auto",
     ) -> None:
         dim = check_positive_int("dim", dim)
         width = check_positive_int("width", width)
@@ -77,7 +79,7 @@ class ModularGradNet(GradientModel):
         self.activation = activation
         self.monotone = bool(monotone)
         self.name = "mgradnet-m" if self.monotone else "gradnet-m"
-        self.fused = bool(fused)
+        self.fused = check_fused(fused)
 
         self.weight = nn.Parameter(torch.empty(n_modules, width, dim))
         self.bias = nn.Parameter(torch.empty(n_modules, width))
@@ -133,7 +135,7 @@ class ModularGradNet(GradientModel):
         return torch.stack([a for a, _ in pq]), torch.stack([b for _, b in pq])
 
     def _field(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.fused:
+        if not use_fused(self.fused, x.shape[0] * self.width * self.n_modules):
             return self._field_literal(x)
         k, h, d = self.weight.shape
         weight = like(self.weight, x).reshape(k * h, d)
@@ -141,6 +143,16 @@ class ModularGradNet(GradientModel):
         cb = (beta_t[:, None] * like(self.bias, x)).reshape(k * h)
         c1, c2 = self._stacked_coefficients(x)
         out_bias = like(self.out_bias, x)
+        if self.group and d < SKINNY_DIM:
+            return skinny_softmax_field(
+                x,
+                weight,
+                out_bias,
+                alpha_t * c1,
+                alpha_t * c2,
+                beta_t.repeat_interleave(h),
+                cb,
+            )
         if self.group:
             return tied_field(
                 SoftmaxPairCore,

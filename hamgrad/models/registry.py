@@ -5,9 +5,9 @@
 
 =====================  =========================================================================
 gradnet-c, mgradnet-c  ``activation`` (``"wtanh"`` | ``"tanh"``), ``layers`` (alias ``depth``, 4),
-                       ``fused`` (True)
+                       ``fused`` (``"auto"``)
 gradnet-m, mgradnet-m  ``activation`` (``"wsoftmax"`` | ``"softmax"`` | ``"wtanh"`` | ``"tanh"``),
-                       ``modules`` (4), ``fused`` (True)
+                       ``modules`` (4), ``fused`` (``"auto"``)
 hnn, mlp               ``hidden_layers`` (alias ``depth``, 2); ``width`` is the hidden width
 =====================  =========================================================================
 

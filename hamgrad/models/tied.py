@@ -49,6 +49,23 @@ from hamgrad.models.workspace import saved_pool, scratch
 
 #: Below this input size the products use transposed operands (faster skinny BLAS calls).
 SKINNY_DIM = 32
+#: With ``fused="auto"`` the fused kernel is used from this many hidden activations (N·h) up;
+#: below it the fixed cost per call outweighs the savings and the eager equations run.
+AUTO_MIN_ACTIVATIONS = 4096
+
+
+def check_fused(value: object) -> bool | str:
+    """Validate the ``fused`` option: ``True``, ``False`` or ``"auto"``."""
+    if value is True or value is False or value == "auto":
+        return value
+    raise ValueError(f"fused must be True, False or 'auto', got {value!r}")
+
+
+def use_fused(option: bool | str, n_activations: int) -> bool:
+    """Whether a model with ``fused=option`` runs the fused kernel for this many activations."""
+    if option == "auto":
+        return n_activations >= AUTO_MIN_ACTIVATIONS
+    return bool(option)
 
 
 def _scaled(weight, in_scale):

@@ -1,0 +1,425 @@
+"""Accuracy of learned dynamics: GradNet Hamiltonians against HNN and the MLP baseline.
+
+Tasks (each a :func:`hamgrad.comparison.compare_models` run, cached under ``runs/bench/<task>/``;
+a finished task is reused, delete its directory to redo it):
+
+- ``two-body``: HNN's two-body protocol and budget (preset ``hnn``: 1000 orbits; 10,000 steps of
+  batch 200; the 15 evaluation orbits over t in [0, 25] at 500 points). Every model has the same
+  parameter budget, HNN's published network (42,200 parameters). The GradNet is separable
+  (mGradNet-C kinetic energy, GradNet-C potential) and is rolled out with the symplectic
+  ``yoshida4``; HNN and the MLP with ``dopri5`` at rtol = atol = 1e-10. HNN is run three ways, its
+  published protocol (constant lr 1e-3) and a cosine schedule at lr 1e-3 and 3e-3; the GradNet is
+  compared with the best of them.
+- ``spring-mass``, ``pendulum``: HNN's protocols (preset ``hnn``: 50 trajectories, noise 0.1, half
+  for training; 2000 full-batch steps, weight decay 1e-4; 15 states over t in [0, 20]).
+- ``long-horizon``: the pendulum models rolled out for 10⁵ steps of 0.1: the separable GradNet with
+  leapfrog, HNN with rk4; the drift of the true energy along each rollout.
+- ``table``: every model (GradNet-C/M, mGradNet-C/M, HNN, MLP) on spring-mass, pendulum, two-body,
+  three-body, double-pendulum and oscillator-chain (n = 32), written to
+  ``benchmarks/results/dynamics_table.{json,md}``. Budgets are reduced there (see ``TABLE``).
+
+``python -m benchmarks dynamics`` runs everything missing and writes ``results/dynamics.json``;
+``python benchmarks/bench_dynamics.py TASK [TASK ...]`` runs single tasks (the table's entries are
+``table:<system>``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = Path(os.environ.get("HAMGRAD_BENCH_RUNS", ROOT / "runs" / "bench"))
+RESULTS = Path(__file__).resolve().parent / "results"
+COMMAND = "python benchmarks/bench_dynamics.py {task}"
+
+
+def hnn_size(dim: int) -> int:
+    """Parameters of HNN's published network (two hidden layers of 200, tanh) on ``dim`` inputs."""
+    return dim * 200 + 200 + 200 * 200 + 200 + 200
+
+
+GRADNET_LR = 1e-2  # the GradNets' best of {1e-3, 1e-2, 3e-2} on two-body (1000-step probes)
+BASELINE_LR = 1e-3  # HNN's published learning rate (the MLP baseline used the same)
+
+HNN_TASKS: dict[str, dict[str, Any]] = {
+    "two-body": {
+        "system": "two-body",
+        "generate": {"preset": "hnn"},
+        "steps": 10_000,
+        "batch_size": 200,
+        "param_budget": hnn_size(8),
+        "train_options": {},
+        "hnn_variants": {
+            "hnn-published": {"schedule": "constant", "lr": 1e-3},
+            "hnn-cosine-1e-3": {"schedule": "cosine", "lr": 1e-3},
+            "hnn-cosine-3e-3": {"schedule": "cosine", "lr": 3e-3},
+        },
+    },
+    "spring-mass": {
+        "system": "spring-mass",
+        "generate": {"preset": "hnn"},
+        "steps": 2000,
+        "batch_size": 100_000,  # full batch
+        "param_budget": hnn_size(2),
+        "train_options": {"weight_decay": 1e-4},
+        "hnn_variants": {"hnn-published": {"schedule": "constant", "lr": 1e-3}},
+    },
+    "pendulum": {
+        "system": "pendulum",
+        "generate": {"preset": "hnn"},
+        "steps": 2000,
+        "batch_size": 100_000,
+        "param_budget": hnn_size(2),
+        "train_options": {"weight_decay": 1e-4},
+        "hnn_variants": {"hnn-published": {"schedule": "constant", "lr": 1e-3}},
+    },
+}
+
+TABLE_MODELS = ("gradnet-c", "gradnet-m", "mgradnet-c", "mgradnet-m", "hnn", "mlp")
+
+#: The results table: one entry per system. Budgets reduced from HNN's where noted.
+TABLE: dict[str, dict[str, Any]] = {
+    "spring-mass": {
+        "generate": {"preset": "hnn"},
+        "steps": 2000,
+        "batch_size": 100_000,
+        "protocol": "preset",
+        "note": "HNN protocol",
+    },
+    "pendulum": {
+        "generate": {"preset": "hnn"},
+        "steps": 2000,
+        "batch_size": 100_000,
+        "protocol": "preset",
+        "note": "HNN protocol",
+    },
+    "two-body": {
+        "generate": {"preset": "hnn"},
+        "steps": 3000,
+        "batch_size": 200,
+        "protocol": "preset",
+        "note": "HNN data and evaluation; 3000 of HNN's 10,000 steps",
+    },
+    "three-body": {
+        "generate": {"preset": "hnn", "n_trajectories": 1000},
+        "steps": 3000,
+        "batch_size": 600,
+        "protocol": "preset",
+        "note": "HNN data rule and evaluation; 1000 of 5000 orbits, 3000 of 10,000 steps",
+    },
+    "double-pendulum": {
+        "generate": {"n_trajectories": 300, "n_steps": 40, "dt": 0.1},
+        "steps": 3000,
+        "batch_size": 200,
+        "protocol": "test",
+        "horizon": 10.0,
+        "n_eval": 15,
+        "note": "300 trajectories, t in [0, 4]; evaluation over t in [0, 10]",
+    },
+    "oscillator-chain": {
+        "params": {"n": 32},
+        "generate": {"n_trajectories": 200, "n_steps": 50, "dt": 0.1},
+        "steps": 3000,
+        "batch_size": 200,
+        "protocol": "test",
+        "horizon": 20.0,
+        "n_eval": 15,
+        "note": "n = 32 (dim 64); 200 trajectories, t in [0, 5]; evaluation over t in [0, 20]",
+    },
+}
+
+
+def _data(system: str, spec: dict[str, Any], params: dict[str, Any] | None = None) -> Path:
+    from hamgrad.datasets import generate
+
+    tag = "-".join(f"{k}{v}" for k, v in sorted(spec.items())) or "default"
+    path = RUNS / "data" / f"{system}-{tag}.h5"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        generate(system, path, seed=0, params=params, progress=False, **spec)
+    return path
+
+
+def _cached(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def hnn_task(name: str) -> dict[str, Any]:
+    """GradNet (separable), HNN variants and the MLP on one of HNN's tasks."""
+    from hamgrad.comparison import compare_models
+
+    done = _cached(RUNS / name / "summary.json")
+    if done is not None:
+        return done
+    task = HNN_TASKS[name]
+    data = _data(task["system"], task["generate"])
+    common = dict(
+        param_budget=task["param_budget"],
+        steps=task["steps"],
+        batch_size=task["batch_size"],
+        train_options=task["train_options"],
+        protocol="preset",
+        progress=False,
+    )
+    main = compare_models(
+        data,
+        ["gradnet-c:separable", "mlp"],
+        RUNS / name / "main",
+        lr=GRADNET_LR,
+        schedule="cosine",
+        model_overrides={"mlp": {"lr": BASELINE_LR}},
+        **common,
+    )
+    variants = {}
+    for label, settings in task["hnn_variants"].items():
+        report = compare_models(data, ["hnn"], RUNS / name / label, **settings, **common)
+        variants[label] = report["rows"][0]
+    summary = {"task": name, "data": str(data), "main": main["rows"], "hnn": variants}
+    (RUNS / name / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def long_horizon(n_steps: int = 100_000, dt: float = 0.1) -> dict[str, Any]:
+    """Energy drift over ``n_steps`` of the pendulum task's GradNet (leapfrog) and HNN (rk4)."""
+    from hamgrad.evaluation import eval_protocol, evaluate_model
+    from hamgrad.train import load_trained
+
+    out = RUNS / "long-horizon" / "result.json"
+    done = _cached(out)
+    if done is not None:
+        return done
+    summary = hnn_task("pendulum")
+    data = summary["data"]
+    system, x0, _, _ = eval_protocol(data, protocol="preset", n_eval=4)
+    result: dict[str, Any] = {"n_steps": n_steps, "dt": dt, "n_trajectories": int(x0.shape[0])}
+    for label, run, method in [
+        (
+            "gradnet-leapfrog",
+            RUNS / "pendulum" / "main" / "runs" / "gradnet-c-separable",
+            "leapfrog",
+        ),
+        ("hnn-rk4", RUNS / "pendulum" / "hnn-published" / "runs" / "hnn", "rk4"),
+    ]:
+        model, _ = load_trained(run)
+        t0 = time.perf_counter()
+        ev = evaluate_model(model, system, x0, dt, n_steps, method=method)
+        m = ev.metrics
+        result[label] = {
+            "max": m["energy_drift_max"]["median"],
+            "final": m["energy_drift_final"]["median"],
+            "half_ratio_median": m["energy_drift_half_ratio"]["median"],
+            "half_ratio_max": m["energy_drift_half_ratio"]["max"],
+            "slope": m["energy_drift_slope"]["median"],
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        from hamgrad.plots import plot_energy_error
+
+        plot_energy_error(
+            ev.t, {label: ev.relative_energy_error}, RUNS / "long-horizon" / f"{label}.png"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def table_entry(system: str) -> dict[str, Any]:
+    """Every model of :data:`TABLE_MODELS` on one system of :data:`TABLE`."""
+    from hamgrad.comparison import compare_models
+    from hamgrad.systems import get_system
+
+    spec = TABLE[system]
+    out = RUNS / "table" / system
+    done = _cached(out / "compare.json")
+    if done is not None:
+        return done
+    sys_obj = get_system(system, **spec.get("params", {}))
+    structure = "separable" if sys_obj.separable else "joint"
+    models = [m if m in ("hnn", "mlp") else f"{m}:{structure}" for m in TABLE_MODELS]
+    data = _data(system, spec["generate"], spec.get("params"))
+    return compare_models(
+        data,
+        models,
+        out,
+        param_budget=hnn_size(sys_obj.dim),
+        steps=spec["steps"],
+        batch_size=spec["batch_size"],
+        lr=GRADNET_LR,
+        schedule="cosine",
+        model_overrides={"hnn": {"lr": BASELINE_LR}, "mlp": {"lr": BASELINE_LR}},
+        protocol=spec["protocol"],
+        horizon=spec.get("horizon"),
+        n_eval=spec.get("n_eval"),
+        progress=False,
+        log=None,
+        figures=True,
+        title=system,
+    )
+
+
+def write_table() -> Path:
+    """``results/dynamics_table.{json,md}`` from the finished table entries."""
+    from hamgrad.reporting import markdown_table
+
+    entries = {}
+    for system in TABLE:
+        report = _cached(RUNS / "table" / system / "compare.json")
+        if report is not None:
+            entries[system] = report
+    rows = []
+    for system, report in entries.items():
+        for r in report["rows"]:
+            rows.append(
+                {
+                    "system": system,
+                    "model": r["label"],
+                    "params": r["n_params"],
+                    "steps": r["steps"],
+                    "test_loss": r["test_loss"],
+                    "psnr": r["psnr_mean"],
+                    "energy_mse": r["energy_mse"],
+                    "drift_max": r["energy_drift_max"],
+                    "valid": r["valid_fraction"],
+                    "rollout": r["integrator"],
+                }
+            )
+    columns = [
+        ("system", "system"),
+        ("model", "model"),
+        ("params", "params"),
+        ("steps", "steps"),
+        ("test_loss", "test loss"),
+        ("psnr", "PSNR dB"),
+        ("energy_mse", "energy MSE"),
+        ("drift_max", "max rel. energy err"),
+        ("valid", "valid time frac"),
+        ("rollout", "rollout"),
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "dynamics_table.json").write_text(json.dumps({"rows": rows}, indent=2))
+    notes = [f"- **{s}**: {TABLE[s]['note']}" for s in entries]
+    md = [
+        "# Learned dynamics: every model on every system",
+        "",
+        "Each model has the parameter budget of HNN's published network for the system's state",
+        "dimension (two hidden layers of 200); GradNets are separable (H = T(p) + V(q), monotone",
+        "kinetic network) on separable systems and joint on the double pendulum. Learning rates:",
+        f"GradNets {GRADNET_LR:g}, HNN and MLP {BASELINE_LR:g} (their published value), cosine",
+        "schedule. Rollouts: yoshida4 for separable models, dopri5 (rtol = atol = 1e-10) otherwise.",
+        "",
+        *notes,
+        "",
+        "Reproduce: `python benchmarks/bench_dynamics.py table` (runs under `runs/bench/table/`).",
+        "",
+        markdown_table(rows, columns),
+        "",
+    ]
+    path = RESULTS / "dynamics_table.md"
+    path.write_text("\n".join(md))
+    return path
+
+
+def _best(rows: dict[str, dict[str, Any]], key: str, lower: bool) -> tuple[str, dict[str, Any]]:
+    pick = min if lower else max
+    label = pick(rows, key=lambda k: rows[k][key])
+    return label, rows[label]
+
+
+def rows_for_task(name: str) -> list[dict[str, Any]]:
+    s = hnn_task(name)
+    main = {r["label"]: r for r in s["main"]}
+    g = main["gradnet-c-separable"]
+    hnn_label, hnn = _best(s["hnn"], "psnr_mean", lower=False)
+    e_label, e_hnn = _best(s["hnn"], "energy_mse", lower=True)
+    command = COMMAND.format(task=name)
+    gain = g["psnr_mean"] - hnn["psnr_mean"]
+    ratio = e_hnn["energy_mse"] / g["energy_mse"]
+    two_body = name == "two-body"
+    return [
+        {
+            "what": f"{name}: trajectory PSNR (dB), GradNet vs best HNN ({hnn_label})",
+            "ours": g["psnr_mean"],
+            "peer": hnn["psnr_mean"],
+            "ratio": g["psnr_mean"] / hnn["psnr_mean"],
+            "gain_db": gain,
+            "target": ">= +11 dB" if two_body else ">= HNN",
+            "met": gain >= 11.0 if two_body else gain >= 0.0,
+            "command": command,
+            "gradnet_params": g["n_params"],
+            "hnn_params": hnn["n_params"],
+            "mlp_psnr": main["mlp"]["psnr_mean"],
+        },
+        {
+            "what": f"{name}: energy MSE, GradNet vs best HNN ({e_label})",
+            "ours": g["energy_mse"],
+            "peer": e_hnn["energy_mse"],
+            "ratio": g["energy_mse"] / e_hnn["energy_mse"],
+            "target": "<= 0.1x HNN" if two_body else "<= HNN",
+            "met": ratio >= 10.0 if two_body else ratio >= 1.0,
+            "command": command,
+            "mlp_energy_mse": main["mlp"]["energy_mse"],
+        },
+    ]
+
+
+def run() -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for name in HNN_TASKS:
+        rows += rows_for_task(name)
+    lh = long_horizon()
+    g, h = lh["gradnet-leapfrog"], lh["hnn-rk4"]
+    rows.append(
+        {
+            "what": f"pendulum, {lh['n_steps']:,} steps of {lh['dt']}: energy-error half-ratio, "
+            "GradNet+leapfrog vs HNN+rk4 (max over states)",
+            "ours": g["half_ratio_max"],
+            "peer": h["half_ratio_max"],
+            "ratio": g["half_ratio_max"] / h["half_ratio_max"],
+            "target": "GradNet <= 1.2 (bounded)",
+            "met": g["half_ratio_max"] <= 1.2,
+            "command": COMMAND.format(task="long-horizon"),
+            "gradnet_max_error": g["max"],
+            "hnn_max_error": h["max"],
+        }
+    )
+    for system in TABLE:
+        table_entry(system)
+    write_table()
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("HAMGRAD_BENCH_THREADS", "1")))
+    for task in argv or ["all"]:
+        t0 = time.perf_counter()
+        if task == "all":
+            from benchmarks.harness import write_results
+
+            write_results("dynamics", run())
+        elif task in HNN_TASKS:
+            hnn_task(task)
+        elif task == "long-horizon":
+            long_horizon()
+        elif task == "table":
+            for system in TABLE:
+                table_entry(system)
+            write_table()
+        elif task.startswith("table:") and task[6:] in TABLE:
+            table_entry(task[6:])
+            write_table()
+        else:
+            print(f"unknown task {task!r}", file=sys.stderr)
+            return 2
+        print(f"{task}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main(sys.argv[1:]))

@@ -96,16 +96,39 @@ def overhead_row(h: SeparableHamiltonian) -> dict:
     }
 
 
-def final_error(h, x0, ref, n_steps, method, **options) -> float:
+class CountingHamiltonian:
+    """Passes the Hamiltonian protocol through and counts network evaluations (one network on
+    one batch: ``grad_q`` or ``grad_p`` is one, ``grad`` two)."""
+
+    def __init__(self, h: SeparableHamiltonian) -> None:
+        self.h, self.dof, self.dim, self.separable = h, h.dof, h.dim, h.separable
+        self.evaluations = 0
+
+    def grad_q(self, q: torch.Tensor) -> torch.Tensor:
+        self.evaluations += 1
+        return self.h.grad_q(q)
+
+    def grad_p(self, p: torch.Tensor) -> torch.Tensor:
+        self.evaluations += 1
+        return self.h.grad_p(p)
+
+    def grad(self, x: torch.Tensor) -> torch.Tensor:
+        self.evaluations += 2
+        return self.h.grad(x)
+
+
+def final_error(h: CountingHamiltonian, x0, ref, n_steps, method, **options) -> tuple[float, int]:
+    """Max final-state error at t = HORIZON and the number of network evaluations it took."""
+    h.evaluations = 0
     with torch.no_grad():
         out = rollout(
             h, x0, HORIZON / n_steps, n_steps, method=method, save_every=n_steps, **options
         )
-    return float((out[:, -1] - ref).abs().max())
+    return float((out[:, -1] - ref).abs().max()), h.evaluations
 
 
 def equal_error_rows(h: SeparableHamiltonian) -> list[dict]:
-    h64 = copy.deepcopy(h).double()
+    h64 = CountingHamiltonian(copy.deepcopy(h).double())
     x0 = initial_states(BATCH, torch.float64)
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -118,22 +141,22 @@ def equal_error_rows(h: SeparableHamiltonian) -> list[dict]:
         flush=True,
     )
 
-    rk4 = [(n, final_error(h64, x0, ref, n, "rk4")) for n in RK4_STEPS[:1]]
+    rk4 = [(n, *final_error(h64, x0, ref, n, "rk4")) for n in RK4_STEPS[:1]]
     rows = []
     for method, dt in (("leapfrog", 0.05), ("yoshida4", 0.1)):
         n_ours = round(HORIZON / dt)
-        target = final_error(h64, x0, ref, n_ours, method)
+        target, evals_ours = final_error(h64, x0, ref, n_ours, method)
         print(f"  {method} dt={dt}: final-state error {target:.2e}", flush=True)
         # rk4: the fewest steps with error <= target
         k = 0
         while rk4[k][1] > target:
             k += 1
             if k == len(rk4):
-                rk4.append((RK4_STEPS[k], final_error(h64, x0, ref, RK4_STEPS[k], "rk4")))
-        n_rk4, err_rk4 = rk4[k]
+                rk4.append((RK4_STEPS[k], *final_error(h64, x0, ref, RK4_STEPS[k], "rk4")))
+        n_rk4, err_rk4, evals_rk4 = rk4[k]
         # dopri5: the loosest tolerance with error <= target
         for tol in DOPRI5_TOLS:
-            err_dp = final_error(h64, x0, ref, 1, "dopri5", rtol=tol, atol=tol)
+            err_dp, evals_dp = final_error(h64, x0, ref, 1, "dopri5", rtol=tol, atol=tol)
             if err_dp <= target:
                 break
         peers = [
@@ -141,16 +164,18 @@ def equal_error_rows(h: SeparableHamiltonian) -> list[dict]:
                 "rk4",
                 f"{n_rk4} steps (dt={HORIZON / n_rk4:.3g})",
                 err_rk4,
+                evals_rk4,
                 lambda n=n_rk4: final_error(h64, x0, ref, n, "rk4"),
             ),
             (
                 "dopri5",
                 f"rtol=atol={tol:.1e}",
                 err_dp,
+                evals_dp,
                 lambda tol=tol: final_error(h64, x0, ref, 1, "dopri5", rtol=tol, atol=tol),
             ),
         ]
-        for peer, setting, err_peer, run_peer in peers:
+        for peer, setting, err_peer, evals_peer, run_peer in peers:
             t_ours, t_peer = time_pair(
                 lambda m=method, n=n_ours: final_error(h64, x0, ref, n, m),
                 run_peer,
@@ -171,9 +196,15 @@ def equal_error_rows(h: SeparableHamiltonian) -> list[dict]:
                     "error_ours": target,
                     "error_peer": err_peer,
                     "reference_error_estimate": ref_err,
+                    "network_evaluations_ours": evals_ours,
+                    "network_evaluations_peer": evals_peer,
                 }
             )
-            print(f"  {rows[-1]['what']}: {t_ours:.2f} s vs {t_peer:.2f} s", flush=True)
+            print(
+                f"  {rows[-1]['what']}: {t_ours:.2f} s vs {t_peer:.2f} s "
+                f"({evals_ours} vs {evals_peer} network evaluations)",
+                flush=True,
+            )
     return rows
 
 

@@ -33,7 +33,6 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hamgrad import distributed
 from hamgrad.datasets import partial
 from hamgrad.datasets.schema import TRAJECTORY_ARRAYS, dataset_options
 from hamgrad.errors import ConvergenceError, DataFormatError, DivergenceError
@@ -69,7 +68,7 @@ def shard_ranges(
     n_batches = -(-n_trajectories // simulation_batch)
     out = []
     for k in range(n_shards):
-        b0, b1 = distributed.shard_range(n_batches, k, n_shards)
+        b0, b1 = k * n_batches // n_shards, (k + 1) * n_batches // n_shards
         out.append(
             (min(b0 * simulation_batch, n_trajectories), min(b1 * simulation_batch, n_trajectories))
         )
@@ -309,6 +308,8 @@ def generate_sharded(
     Collective: every rank of the group must call it with the same arguments. An error on any rank
     is raised on every rank. Called by :func:`hamgrad.datasets.generate` under torchrun.
     """
+    from hamgrad import distributed  # torch: imported only when generating
+
     n_shards, shard = distributed.world_size(), distributed.rank()
     ranges = shard_ranges(plan.n_trajectories, plan.simulation_batch, n_shards)
     with distributed.collective("writing the shards"):

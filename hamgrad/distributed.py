@@ -5,8 +5,8 @@ its rank and the world size from the environment torchrun sets (``RANK``, ``WORL
 ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``). Outside torchrun the world size is 1 and every
 function here is a no-op, so the same code runs on one process unchanged.
 
-- :func:`init_process_group` joins the group (gloo on CPU, nccl when CUDA is available) once per
-  process; :func:`barrier`, :func:`all_gather_object` and :func:`agree` are the collectives the
+- :func:`init_process_group` joins the group once per process (gloo for CPU tensors; when CUDA
+  is available, nccl for CUDA tensors); :func:`barrier`, :func:`all_gather_object` and :func:`agree` are the collectives the
   writers need; :func:`is_main` says whether this is rank 0 (the only rank that writes run files).
 - :func:`shard_range` splits ``n`` items into contiguous per-rank ranges.
 - :class:`ParallelLoss` is data-parallel training: every rank takes its slice of the same global
@@ -102,8 +102,8 @@ def is_main() -> bool:
 
 
 def default_backend() -> str:
-    """``"nccl"`` when CUDA is available, else ``"gloo"``."""
-    return "nccl" if torch.cuda.is_available() else "gloo"
+    """``"gloo"``; with CUDA ``"cpu:gloo,cuda:nccl"`` (gloo for CPU tensors, nccl for GPU ones)."""
+    return "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
 
 
 def _initialized() -> bool:
@@ -114,7 +114,8 @@ def init_process_group(backend: str | None = None, timeout_s: float = 1800.0) ->
     """Join the process group when ``WORLD_SIZE > 1``; return whether this is a distributed run.
 
     Idempotent (a second call does nothing). Under nccl each process uses GPU ``LOCAL_RANK``.
-    The group is destroyed when the process exits.
+    The group is destroyed when the process exits. Under CUDA the default backend maps CPU
+    tensors to gloo and CUDA tensors to nccl, so a model trained on the CPU works there too.
     """
     if _initialized():
         return torch.distributed.get_world_size() > 1
@@ -129,8 +130,8 @@ def init_process_group(backend: str | None = None, timeout_s: float = 1800.0) ->
             "torchrun (e.g. torchrun --standalone --nproc_per_node=2 -m hamgrad ...)"
         )
     backend = backend or default_backend()
-    if backend == "nccl":
-        torch.cuda.set_device(local_rank())
+    if "nccl" in backend:
+        torch.cuda.set_device(local_rank() % torch.cuda.device_count())
     torch.distributed.init_process_group(
         backend=backend,
         init_method="env://",
@@ -294,7 +295,8 @@ class ParallelLoss:
         if self.mode == "ddp":
             from torch.nn.parallel import DistributedDataParallel
 
-            device_ids = [local_rank()] if torch.distributed.get_backend() == "nccl" else None
+            first = next(model.parameters(), None)
+            device_ids = [first.device.index] if first is not None and first.is_cuda else None
             # a (k, 1) parameter's gradient may come with strides (1, k): same memory, harmless
             warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
             self._forward = DistributedDataParallel(
@@ -336,9 +338,7 @@ class ParallelLoss:
         """The mean loss over the global batch (collective: every rank must call it)."""
         if self.world == 1:
             return float(loss.detach())
-        total = loss.detach().to(torch.float64).reshape(1) / self.world
-        if torch.distributed.get_backend() == "nccl":
-            total = total.cuda()
+        total = loss.detach().to(torch.float64).reshape(1) / self.world  # on the loss's device
         torch.distributed.all_reduce(total)
         return float(total.item())
 

@@ -85,6 +85,7 @@ def kepler_flow(r0: Tensor, v0: Tensor, mu: float, t: Tensor) -> tuple[Tensor, T
     a1 = 1.0 - alpha * r0n
     chi = torch.where(bound, sqmu * alpha * tau, sqmu * tau / r0n)
     n = _LAGUERRE_ORDER
+    previous = torch.full_like(chi, math.inf)
     for _ in range(_MAX_ITER):
         z = alpha * chi * chi
         c, s = stumpff(z)
@@ -95,8 +96,11 @@ def kepler_flow(r0: Tensor, v0: Tensor, mu: float, t: Tensor) -> tuple[Tensor, T
         root = ((n - 1) ** 2 * df * df - n * (n - 1) * f * ddf).abs().sqrt()
         delta = n * f / (df + torch.copysign(root, df))
         chi = chi - delta
-        if bool((delta.abs() <= 4e-16 * (1.0 + chi.abs())).all()):
+        # converged: a correction at round-off, or one that stopped shrinking near round-off
+        size = delta.abs() / (1.0 + chi.abs())
+        if bool(((size <= 4e-16) | ((size <= 1e-12) & (size >= 0.5 * previous))).all()):
             break
+        previous = size
     else:
         raise ConvergenceError("Kepler's equation did not converge (a near-collision orbit?)")
     # C and S of the last iterate: the final correction is below round-off

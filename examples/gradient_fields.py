@@ -15,10 +15,10 @@ import argparse
 import time
 
 import torch
-from hamgrad.systems import get_system
 
 from hamgrad.metrics import field_error_db
 from hamgrad.models import build_model, count_params
+from hamgrad.systems import get_system
 from hamgrad.train import fit_gradient_field
 
 # (field, model, options, published dB from the paper)
@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=20_000, help="training points")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    torch.set_num_threads(1)  # small models: one thread is fastest
     batch = 1000
     x_grid = grid()
     print(f"{'field':<13} {'model':<11} {'params':>6} {'error dB':>9} {'published':>9}  time")

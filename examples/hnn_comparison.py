@@ -20,9 +20,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hamgrad.datasets import generate
+import torch
 
 from hamgrad.comparison import COMPARE_COLUMNS, compare_models
+from hamgrad.datasets import generate
 from hamgrad.reporting import text_table
 
 
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/examples/hnn_comparison")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    torch.set_num_threads(1)  # small models: one thread is fastest
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = generate(

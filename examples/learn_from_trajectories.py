@@ -16,8 +16,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from hamgrad.datasets import generate
+import torch
 
+from hamgrad.datasets import generate
 from hamgrad.evaluation import eval_protocol, evaluate_model
 from hamgrad.train import load_training_data, train_dynamics
 
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/examples/from_trajectories")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    torch.set_num_threads(1)  # small models: one thread is fastest
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

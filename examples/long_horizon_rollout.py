@@ -17,8 +17,9 @@ import shutil
 import time
 from pathlib import Path
 
-from hamgrad.datasets import generate
+import torch
 
+from hamgrad.datasets import generate
 from hamgrad.evaluation import eval_protocol, evaluate_model
 from hamgrad.plots import plot_energy_error, plot_phase_portraits
 from hamgrad.train import train_dynamics
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=800)
     parser.add_argument("--out", default="runs/examples/long_horizon")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # small models: one thread is fastest
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = generate(

@@ -5,7 +5,7 @@
 """
 
 # Importing the system modules registers them.
-from hamgrad.systems.base import System  # noqa: I001
+from hamgrad.systems.base import System
 from hamgrad.systems.double_pendulum import DoublePendulum
 from hamgrad.systems.ground_truth import simulate
 from hamgrad.systems.henon_heiles import HenonHeiles

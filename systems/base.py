@@ -192,9 +192,8 @@ class System(ABC):
 def uniforms(n: int, k: int, seed: int) -> np.ndarray:
     """``(n, k)`` float64 uniforms on [0, 1) from ``default_rng(seed)``; row ``i`` is trajectory ``i``."""
     check_positive_int("n", n)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return np.random.default_rng(int(seed)).random((n, k))
+    seed = check_positive_int("seed", seed, allow_zero=True)
+    return np.random.default_rng(seed).random((n, k))
 
 
 def normals(u: np.ndarray) -> np.ndarray:

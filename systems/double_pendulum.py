@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from hamgrad.systems.base import System, check_range, uniforms, unit_directions
 from hamgrad.systems.registry import register
-
 from hamgrad.validation import check_positive_float
 
 Tensor = torch.Tensor

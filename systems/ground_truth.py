@@ -22,9 +22,9 @@ with ``s`` and ``2s`` substeps; the ``2s`` result is kept once the two agree to 
 (relative to ``1 + |x|``) and its energy is within ``energy_rtol / 2`` of ``H(x_0)``, otherwise
 the segment is halved (at most ``max_refinements`` times); segments grow again once the motion is
 easy. The segments tile the stored intervals, so stored states are computed, never interpolated.
-Adaptive methods instead
-repeat with tolerances 10× tighter (down to 1e-15). Trajectories that still miss ``energy_rtol``
-raise ``ConvergenceError``.
+Adaptive methods instead repeat with tolerances 10× tighter (down to 1e-15); closed forms that
+miss the bound (round-off on near-collision orbits) fall back to the numerical path. Trajectories
+that still miss ``energy_rtol`` raise ``ConvergenceError``.
 """
 
 from __future__ import annotations
@@ -172,8 +172,40 @@ def simulate(
         )
 
 
+def describe(system: Any) -> dict[str, Any]:
+    """How :func:`simulate` computes the ground truth of ``system`` by default (for file metadata).
+
+    Returns a JSON-serialisable dict with ``method`` (``"exact"``, ``"yoshida8"`` or ``"dopri8"``)
+    and the settings that fix the result.
+    """
+    info: dict[str, Any] = {"function": "hamgrad.systems.ground_truth.simulate"}
+    if callable(getattr(system, "exact_flow", None)):
+        info.update(method=EXACT, solution=f"{type(system).__name__}.exact_flow (closed form)")
+    elif system.separable:
+        info.update(
+            method=SEPARABLE_METHOD,
+            substeps="per trajectory: ceil(dt / system.max_substep(x0))",
+            refinement="adaptive step doubling of the trajectories missing energy_rtol",
+            state_tol=STATE_TOL,
+        )
+    else:
+        info.update(
+            method=GENERAL_METHOD,
+            rtol=ADAPTIVE_TOL,
+            atol=ADAPTIVE_TOL,
+            norm="max",
+            output="solver steps land on the stored times (no interpolation)",
+        )
+    info["energy_rtol"] = ENERGY_RTOL
+    return info
+
+
 def default_substeps(system: Any, x0: Tensor, dt: float) -> Tensor:
     """Internal steps per stored step ``(B,)``: ``ceil(|dt| / system.max_substep(x0))``, at least 1."""
+    if not callable(getattr(system, "max_substep", None)):
+        raise ValueError(
+            f"{type(system).__name__} has no max_substep(x0): pass substeps= to simulate()"
+        )
     step = torch.as_tensor(system.max_substep(x0), dtype=torch.float64).reshape(x0.shape[0])
     if not bool((step > 0).all()):
         raise ValueError(f"{type(system).__name__}.max_substep must be > 0")
@@ -204,9 +236,8 @@ def _advance(
     the largest count of the bracket. A group that diverges (non-finite state) comes back as NaN,
     for the energy check and the refinement to handle.
     """
-    from hamgrad.integrators import rollout
-
     from hamgrad.errors import DivergenceError
+    from hamgrad.integrators import rollout
 
     out = torch.empty(x.shape[0], n_steps + 1, x.shape[-1], dtype=torch.float64)
     bracket = torch.floor(torch.log2(counts.to(torch.float64))).to(torch.int64)
@@ -291,6 +322,7 @@ def _integrate_adaptive(
 ) -> Tensor:
     """torchdiffeq's adaptive ``method`` stepping onto every stored time, max-norm error control."""
     import torchdiffeq
+
     from hamgrad.integrators.base import integrator_class
 
     extra = sorted(set(options) - {"rtol", "atol"})
@@ -318,4 +350,4 @@ def _max_norm(v: Tensor) -> Tensor:
     return v.abs().max()
 
 
-__all__ = ["default_substeps", "relative_energy_error", "simulate"]
+__all__ = ["default_substeps", "describe", "relative_energy_error", "simulate"]

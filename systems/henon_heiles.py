@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from hamgrad.systems.base import System, check_range, uniforms
 from hamgrad.systems.registry import register
-
 from hamgrad.validation import check_positive_float
 
 Tensor = torch.Tensor

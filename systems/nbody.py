@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from hamgrad.systems.base import System
 
+from hamgrad.systems.base import System
 from hamgrad.validation import check_positive_float
 
 Tensor = torch.Tensor

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from hamgrad.systems.base import System, check_range, time_grid, uniforms, unit_directions
 from hamgrad.systems.registry import register
-
 from hamgrad.validation import check_positive_float
 
 _HNN_STEPS, _HNN_DT = time_grid(3.0, 45)

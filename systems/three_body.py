@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from hamgrad.systems.base import check_range, time_grid, uniforms, unit_directions
 from hamgrad.systems.nbody import PlanarGravity, rotate
 from hamgrad.systems.registry import register
-
 from hamgrad.validation import check_finite_float
 
 _HNN_STEPS, _HNN_DT = time_grid(5.0, 20)

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from hamgrad.systems.base import check_range, normals, time_grid, uniforms
 from hamgrad.systems.kepler import kepler_flow
 from hamgrad.systems.nbody import PlanarGravity, pair_force, rotate
 from hamgrad.systems.registry import register
-
 from hamgrad.validation import check_finite_float
 
 _HNN_STEPS, _HNN_DT = time_grid(20.0, 50)

@@ -77,6 +77,14 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     return out
 
 
+def _stored_bytes(dataset: Any) -> int:
+    """Bytes a dataset occupies: its storage, or for a virtual dataset (a joined shard file) the
+    size of the data it maps, which lives in the shard files."""
+    if dataset.is_virtual:
+        return int(dataset.size) * dataset.dtype.itemsize
+    return int(dataset.id.get_storage_size())
+
+
 def _trajectory_split(f: Any, path: Path, attrs: dict[str, Any], split: str) -> dict[str, Any]:
     n, t1, dof = trajectory_shape(f, path, attrs, split)
     energy = f[split]["energy"]
@@ -90,7 +98,7 @@ def _trajectory_split(f: Any, path: Path, attrs: dict[str, Any], split: str) -> 
         "n_trajectories": n,
         "n_states": t1,
         "dof": dof,
-        "stored_bytes": sum(int(f[split][k].id.get_storage_size()) for k in f[split]),
+        "stored_bytes": sum(_stored_bytes(f[split][k]) for k in f[split]),
         "energy_rel_error_max": float(e.max()) if e.size else float("nan"),
         "energy_rel_error_median": float(np.median(e)) if e.size else float("nan"),
     }

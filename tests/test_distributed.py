@@ -276,3 +276,15 @@ def test_an_interrupted_shard_resumes(monkeypatch, tmp_path, single):
         assert int(f.attrs["n_written"]) == calls[0] == 2
     generate_as_ranks(monkeypatch, path, 2)
     assert_same_data(path, single)
+
+
+def test_summary_of_a_joined_file_counts_the_mapped_data(monkeypatch, tmp_path, single):
+    from hamgrad.datasets import summarize
+
+    path = tmp_path / "joined.h5"
+    generate_as_ranks(monkeypatch, path, 2)
+    joined, plain = summarize(path), summarize(single)
+    for split in ("train", "val", "test"):
+        mapped, stored = joined["splits"][split]["stored_bytes"], plain["splits"][split]["stored_bytes"]
+        # the plain file also stores a 4-byte checksum per chunk
+        assert 0 < mapped <= stored < 1.01 * mapped

@@ -6,7 +6,7 @@ GradNet-C potential), HNN and the MLP baseline with the same parameter budget an
 as HNN trained this task), then rolls out HNN's 15 evaluation states over t in [0, 20] and prints the
 comparison. HNN's published energy MSE on this task is 3.8e-4 (HNN) and 1.7e-1 (baseline).
 
-    python examples/hnn_comparison.py [--steps 600] [--out runs/examples/hnn_comparison]
+    python examples/hnn_comparison.py [--steps 2000] [--out runs/examples/hnn_comparison]
 
 The same comparison from the command line:
 
@@ -29,7 +29,7 @@ from hamgrad.reporting import text_table
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=600, help="training steps (HNN: 2000)")
+    parser.add_argument("--steps", type=int, default=2000, help="training steps (as HNN)")
     parser.add_argument("--param-budget", type=int, default=2000)
     parser.add_argument("--out", default="runs/examples/hnn_comparison")
     parser.add_argument("--seed", type=int, default=0)

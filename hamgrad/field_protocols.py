@@ -71,7 +71,8 @@ class FieldPlan:
     ``param_budget``); ``train`` to :func:`~hamgrad.field_training.fit_gradient_field` (without
     ``lr``, taken from ``lrs``); ``evaluation`` is ``{"kind": "grid", "points_per_axis": m}`` or
     ``{"kind": "fresh", "sets": k, "points": n}``. With several ``lrs`` every one is run with all
-    trials and the one with the lowest mean error is reported.
+    trials and the one with the lowest mean error is reported. ``init`` changes the model's
+    initialisation after it is built (see :func:`apply_init`; empty: the authors' initialisation).
     """
 
     protocol: str
@@ -83,6 +84,7 @@ class FieldPlan:
     lrs: tuple[float, ...]
     evaluation: dict[str, Any]
     trials: int
+    init: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -186,6 +188,30 @@ def make_plan(
     return FieldPlan(protocol, field, dim, model, options, train, lrs, evaluation, trials)
 
 
+def apply_init(model: torch.nn.Module, init: dict[str, dict[str, float]]) -> None:
+    """Change a freshly built model's initialisation in place.
+
+    ``init["scale"]`` maps parameter names (as in ``model.named_parameters()``) to factors that
+    multiply them; ``init["fill"]`` maps names to a constant they are set to. Unknown names and
+    unknown keys are errors.
+    """
+    unknown = set(init) - {"scale", "fill"}
+    if unknown:
+        raise ValueError(f"unknown init keys {sorted(unknown)}; allowed: fill, scale")
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for how, table in init.items():
+            for name, value in table.items():
+                if name not in params:
+                    raise ValueError(
+                        f"init {how}: model has no parameter {name!r}; it has: {', '.join(params)}"
+                    )
+                if how == "scale":
+                    params[name].mul_(float(value))
+                else:
+                    params[name].fill_(float(value))
+
+
 def _test_sets(field, evaluation: dict[str, Any], seed: int) -> list[torch.Tensor]:
     if evaluation["kind"] == "grid":
         return [field.grid(evaluation["points_per_axis"])]
@@ -203,6 +229,7 @@ def run_trial(plan: FieldPlan, trial: int, lr: float, *, progress: bool = False)
     field = get_system(plan.field, **({"dim": plan.dim} if plan.field == "polymax" else {}))
     seed = SEED_STRIDE * trial
     model = build_model(plan.model, plan.dim, seed=seed, **plan.model_options)
+    apply_init(model, plan.init)
     train = dict(plan.train)
     start = time.perf_counter()
     model, history = fit_gradient_field(

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from hamgrad.systems import get_system
 from torch import nn
 
 from hamgrad.cli import main
 from hamgrad.evaluation import eval_protocol, evaluate_model
+from hamgrad.systems import get_system
 from hamgrad.train import train_dynamics
 
 

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from hamgrad.integrators import rollout
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,7 @@ from hamgrad.hamiltonian import (
     default_kinetic_model,
     split_budget,
 )
+from hamgrad.integrators import rollout
 from hamgrad.metrics import energy_drift
 from hamgrad.models import build_model, count_params
 

@@ -141,6 +141,7 @@ def make_plan(
     check_choice("protocol", protocol, PROTOCOLS)
     dim = _check_field(field, dim)
     options = _model_options(field, dim, model)
+    init: dict[str, dict[str, float]] = {}
     if field == "polymax":
         evaluation = {"kind": "fresh", "sets": 15, "points": 10_000}
         if protocol == "paper":
@@ -172,8 +173,21 @@ def make_plan(
         if protocol == "paper":
             lrs = (5e-3,)
         else:
-            train.update({"schedule": "cosine", "warmup": 200, "dtype": torch.float64})
-            lrs = (2e-2,)
+            # same 2·10^7 samples seen (200 epochs of the same 100,000 points) in batches of 250:
+            # 80,000 steps, warm-up over 2 epochs, cosine decay, validation every epoch
+            train.update(
+                {
+                    "batch_size": 250,
+                    "steps": 80_000,
+                    "val_every": 400,
+                    "schedule": "cosine",
+                    "warmup": 800,
+                    "dtype": torch.float64,
+                }
+            )
+            lrs = (5e-3,)
+            if model in ("gradnet-m", "mgradnet-m"):
+                init = {"scale": {"weight": 3.0}}  # sharper softmax modules at the start
         default_trials = 5
     if steps is not None:
         steps = check_positive_int("steps", steps)
@@ -185,7 +199,7 @@ def make_plan(
     if lr is not None:
         lrs = (check_positive_float("lr", lr),)
     trials = default_trials if trials is None else check_positive_int("trials", trials)
-    return FieldPlan(protocol, field, dim, model, options, train, lrs, evaluation, trials)
+    return FieldPlan(protocol, field, dim, model, options, train, lrs, evaluation, trials, init)
 
 
 def apply_init(model: torch.nn.Module, init: dict[str, dict[str, float]]) -> None:

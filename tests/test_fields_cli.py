@@ -9,7 +9,7 @@ import torch
 
 import hamgrad.systems.fields  # noqa: F401  (registers the fields)
 from hamgrad.cli import main
-from hamgrad.field_protocols import PUBLISHED, make_plan, run_plan, summarise
+from hamgrad.field_protocols import PUBLISHED, apply_init, make_plan, run_plan, summarise
 from hamgrad.models import build_model, count_params
 
 
@@ -50,6 +50,18 @@ def test_tuned_plans_keep_budget_and_samples_seen():
         seen = lambda p: p.train["steps"] * p.train["batch_size"]  # noqa: E731
         assert seen(tuned) == seen(paper)
         assert tuned.train.get("n_train") == paper.train.get("n_train")
+
+
+def test_apply_init_scales_and_fills_named_parameters():
+    model = torch.nn.Linear(3, 2)
+    w, b = model.weight.detach().clone(), model.bias.detach().clone()
+    apply_init(model, {"scale": {"weight": 3.0}, "fill": {"bias": 0.25}})
+    torch.testing.assert_close(model.weight.detach(), 3 * w)
+    assert torch.all(model.bias == 0.25) and not torch.equal(b, model.bias.detach())
+    with pytest.raises(ValueError, match="no parameter 'gain'"):
+        apply_init(model, {"scale": {"gain": 2.0}})
+    with pytest.raises(ValueError, match="unknown init keys"):
+        apply_init(model, {"shift": {"bias": 1.0}})
 
 
 def test_overrides():

@@ -96,14 +96,14 @@ TABLE: dict[str, dict[str, Any]] = {
         "steps": 2000,
         "batch_size": 100_000,
         "protocol": "preset",
-        "note": "HNN protocol",
+        "note": "HNN data and evaluation; 2000 full-batch steps (HNN's), no weight decay",
     },
     "pendulum": {
         "generate": {"preset": "hnn"},
         "steps": 2000,
         "batch_size": 100_000,
         "protocol": "preset",
-        "note": "HNN protocol",
+        "note": "HNN data and evaluation; 2000 full-batch steps (HNN's), no weight decay",
     },
     "two-body": {
         "generate": {"preset": "hnn"},

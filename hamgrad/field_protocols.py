@@ -25,9 +25,13 @@ Errors are in dB: 10·log10(mean ‖f(x) − ∇F(x)‖²), lower is better.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
+import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +41,8 @@ from hamgrad.field_training import evaluate_field_error_db, fit_gradient_field
 from hamgrad.validation import check_choice, check_positive_float, check_positive_int
 
 PROTOCOLS = ("paper", "tuned")
+#: ``format`` of the JSON results files written by :func:`write_results`.
+RESULTS_FORMAT = "hamgrad-fields-results"
 FIELD_NAMES = ("convex-2d", "nonconvex-2d", "polymax")
 #: Published mean ± std in dB, keyed by (field, dim, model). Source: reference/gradnets.md.
 PUBLISHED: dict[tuple[str, int, str], tuple[float, float]] = {
@@ -375,3 +381,87 @@ def format_table(results: list[dict[str, Any]]) -> str:
             f"{r['params']:>9,} {r['lr']:>7.0e} {r['n_trials']:>6} {ours:>16} {pub:>16} {delta:>7}"
         )
     return "\n".join(lines)
+
+
+def summary_row(result: dict[str, Any]) -> dict[str, Any]:
+    """A benchmark-table row (``what``, ``ours``, ``peer``, ``ratio``, ``target``, ``met``, ...).
+
+    ``ours`` is our mean error in dB, ``peer`` the published mean (``None`` where there is none);
+    ``ratio`` is ``None`` (dB figures are compared by difference: ``delta_db``). Paper rows are
+    met when within the spread, tuned rows when at least 3 dB below the published figure.
+    """
+    where = (
+        f"{result['field']} d={result['dim']}" if result["field"] == "polymax" else result["field"]
+    )
+    published = result["published_mean_db"]
+    paper = result["protocol"] == "paper"
+    return {
+        "what": f"{result['protocol']}: {where} {result['model']} ({result['params']:,} params), dB",
+        "ours": round(result["mean_db"], 2),
+        "peer": published,
+        "ratio": None,
+        "target": ("within published spread" if paper else "<= published - 3 dB")
+        if published is not None
+        else "no published figure",
+        "met": (result["within_spread"] if paper else result["beats_by_3db"])
+        if published is not None
+        else None,
+        "command": result.get("command"),
+        "ours_std": round(result["std_db"], 2),
+        "peer_std": result["published_std_db"],
+        "delta_db": None if result["delta_db"] is None else round(result["delta_db"], 2),
+        "lr": result["lr"],
+        "trials": result["n_trials"],
+    }
+
+
+def load_results(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The results stored in a results file (``[]`` when it does not exist).
+
+    Raises ``ValueError`` when the file exists but is not a results file (it is never overwritten).
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"results file {str(path)!r} exists but is not JSON ({exc})") from exc
+    if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
+        raise ValueError(
+            f"file {str(path)!r} exists and is not a {RESULTS_FORMAT} file; refusing to overwrite it"
+        )
+    return list(data.get("results", []))
+
+
+def write_results(path: str | os.PathLike, results: list[dict[str, Any]]) -> Path:
+    """Merge ``results`` into the results file at ``path`` (a cell already there is replaced).
+
+    The file holds ``format``, ``hamgrad_version``, ``env``, ``results`` (full records) and, so that
+    the benchmark report can show it as a table, ``benchmark`` (the file's stem) and ``rows``
+    (:func:`summary_row` of each result).
+    """
+    from hamgrad import __version__
+    from hamgrad.atomic import atomic_write_text
+
+    path = Path(path)
+    merged = {result_key(r): r for r in load_results(path)}
+    for r in results:
+        merged[result_key(r)] = r
+    ordered = sorted(merged.values(), key=result_key)
+    payload = {
+        "format": RESULTS_FORMAT,
+        "benchmark": path.stem,
+        "hamgrad_version": __version__,
+        "env": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "rows": [summary_row(r) for r in ordered],
+        "results": ordered,
+    }
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+    return path

@@ -9,14 +9,10 @@ Prints one row per model: our error in dB (mean ± std) next to the published fi
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
-from pathlib import Path
 
 HELP = "the static gradient-field benchmarks (2-D fields, PolyMax): paper and tuned protocols"
-
-RESULTS_FORMAT = "hamgrad-fields-results"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,42 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--json",
         default=None,
         metavar="FILE",
-        help="write the results to FILE (results already there for other cells are kept)",
+        help="write the results to FILE (JSON; results already there for other cells are kept; "
+        "also a table for BENCHMARKS.md when FILE is under benchmarks/results/)",
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bars (per-trial lines remain)"
     )
-
-
-def _load_existing(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--json file {str(path)!r} exists but is not JSON ({exc})") from exc
-    if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
-        raise ValueError(
-            f"--json file {str(path)!r} exists and is not a {RESULTS_FORMAT} file; "
-            "refusing to overwrite it"
-        )
-    return list(data.get("results", []))
-
-
-def write_results(path: str | Path, results: list[dict]) -> Path:
-    """Merge ``results`` into the results file at ``path`` (same cell: replaced) and write it."""
-    from hamgrad import __version__
-    from hamgrad.atomic import atomic_write_text
-    from hamgrad.field_protocols import result_key
-
-    path = Path(path)
-    merged = {result_key(r): r for r in _load_existing(path)}
-    for r in results:
-        merged[result_key(r)] = r
-    ordered = sorted(merged.values(), key=result_key)
-    payload = {"format": RESULTS_FORMAT, "hamgrad_version": __version__, "results": ordered}
-    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
-    return path
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -102,7 +68,13 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     import hamgrad.systems.fields  # noqa: F401  (registers the fields)
-    from hamgrad.field_protocols import format_table, make_plan, run_plan
+    from hamgrad.field_protocols import (
+        format_table,
+        load_results,
+        make_plan,
+        run_plan,
+        write_results,
+    )
 
     models = [m.strip() for m in str(args.model).split(",") if m.strip()]
     if not models:
@@ -120,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         for m in models
     ]  # every argument is checked before anything runs
     if args.json is not None:
-        _load_existing(Path(args.json))
+        load_results(args.json)  # refuse a foreign file before hours of training
     command = _command_line(args)
 
     def log(line: str) -> None:

@@ -8,10 +8,10 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from hamgrad.datasets import load_fields, load_trajectories
-from hamgrad.datasets.partial import partial_path
 
 from hamgrad.cli import main
+from hamgrad.datasets import load_fields, load_trajectories
+from hamgrad.datasets.partial import partial_path
 
 SPRING = [
     "generate",

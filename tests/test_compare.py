@@ -11,21 +11,8 @@ from hamgrad.comparison import ModelSpec, compare_models, parse_model_spec
 
 
 @pytest.fixture(scope="module")
-def pendulum_data(tmp_path_factory):
-    from hamgrad.datasets import generate
-
-    path = tmp_path_factory.mktemp("data") / "pendulum.h5"
-    generate(
-        "pendulum",
-        path,
-        n_trajectories=12,
-        n_steps=20,
-        dt=0.1,
-        seed=0,
-        splits={"train": 0.5, "val": 0.25, "test": 0.25},
-        progress=False,
-    )
-    return path
+def pendulum_data(small_dataset):
+    return small_dataset("pendulum", n_trajectories=12, n_steps=20)
 
 
 def test_parse_model_spec():

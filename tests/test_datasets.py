@@ -8,11 +8,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from hamgrad.datasets import generate, load_trajectories, simulate_range
-from hamgrad.datasets.generation import GenerationPlan
-from hamgrad.datasets.partial import partial_path
-from hamgrad.datasets.seeding import initial_state_seed
-from hamgrad.datasets.splits import normalize_splits, split_counts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_datasets_helpers import (
@@ -25,6 +20,11 @@ from test_datasets_helpers import (
     use_solver,
 )
 
+from hamgrad.datasets import generate, load_trajectories, simulate_range
+from hamgrad.datasets.generation import GenerationPlan
+from hamgrad.datasets.partial import partial_path
+from hamgrad.datasets.seeding import initial_state_seed
+from hamgrad.datasets.splits import normalize_splits, split_counts
 from hamgrad.errors import DataFormatError
 
 

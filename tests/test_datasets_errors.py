@@ -7,10 +7,10 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from hamgrad.datasets import generate, generate_fields, load_fields, load_trajectories
-from hamgrad.datasets.partial import partial_path
 from test_datasets_helpers import ARRAYS, Oscillators, exact_simulate, use_solver
 
+from hamgrad.datasets import generate, generate_fields, load_fields, load_trajectories
+from hamgrad.datasets.partial import partial_path
 from hamgrad.errors import DataFormatError
 
 
@@ -121,7 +121,6 @@ def test_existing_file_is_kept_without_overwrite(tmp_path, exact):
 
 def test_divergence_leaves_nothing(tmp_path, monkeypatch):
     import hamgrad.datasets.generation as generation
-
     from hamgrad.errors import DivergenceError
 
     def blows_up(system, x0, dt, n_steps):

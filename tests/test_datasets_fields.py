@@ -6,11 +6,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
+
 from hamgrad.datasets import generate_fields, load_fields
 from hamgrad.datasets.seeding import FIELD_BLOCK
-from hamgrad.systems import get_system
-
 from hamgrad.errors import DataFormatError
+from hamgrad.systems import get_system
 
 
 def test_contents_are_the_exact_field(tmp_path):

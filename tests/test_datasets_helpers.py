@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import hamgrad.datasets.generation as generation
 import numpy as np
 import pytest
 import torch
+
+import hamgrad.datasets.generation as generation
 
 
 class Oscillators:

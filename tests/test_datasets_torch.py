@@ -7,10 +7,10 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from hamgrad.datasets import TrajectoryDataset, generate, load_trajectories
 from test_datasets_helpers import Oscillators, exact_simulate, use_solver
 from torch.utils.data import DataLoader
 
+from hamgrad.datasets import TrajectoryDataset, generate, load_trajectories
 from hamgrad.errors import DataFormatError
 
 

@@ -285,7 +285,10 @@ def test_summary_of_a_joined_file_counts_the_mapped_data(monkeypatch, tmp_path, 
     generate_as_ranks(monkeypatch, path, 2)
     joined, plain = summarize(path), summarize(single)
     for split in ("train", "val", "test"):
-        mapped, stored = joined["splits"][split]["stored_bytes"], plain["splits"][split]["stored_bytes"]
+        mapped, stored = (
+            joined["splits"][split]["stored_bytes"],
+            plain["splits"][split]["stored_bytes"],
+        )
         # the plain file also stores a 4-byte checksum per chunk (at most one chunk per trajectory
         # in each of its five arrays)
         n = joined["splits"][split]["n_trajectories"]

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from hamgrad.checkpoints import CHECKPOINT_NAME, METRICS_NAME, load_checkpoint
-from hamgrad.datasets import generate, load_trajectories
+from hamgrad.datasets import load_trajectories
 from hamgrad.datasets.sharded import shard_path
 from hamgrad.distributed import free_port
 from hamgrad.train import train_dynamics
@@ -68,19 +68,8 @@ def torchrun(
 
 
 @pytest.fixture(scope="module")
-def spring(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "spring.h5"
-    generate(
-        "spring-mass",
-        path,
-        n_trajectories=12,
-        n_steps=30,
-        dt=0.1,
-        seed=0,
-        splits={"train": 0.5, "val": 0.25, "test": 0.25},
-        progress=False,
-    )
-    return path
+def spring(small_dataset) -> Path:
+    return small_dataset("spring-mass", n_trajectories=12, n_steps=30)
 
 
 LAUNCHER = """

@@ -41,21 +41,8 @@ class ExactHamiltonian(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def spring_data(tmp_path_factory):
-    from hamgrad.datasets import generate
-
-    path = tmp_path_factory.mktemp("data") / "spring.h5"
-    generate(
-        "spring-mass",
-        path,
-        n_trajectories=12,
-        n_steps=20,
-        dt=0.1,
-        seed=0,
-        splits={"train": 0.5, "val": 0.25, "test": 0.25},
-        progress=False,
-    )
-    return path
+def spring_data(small_dataset):
+    return small_dataset("spring-mass", n_trajectories=12, n_steps=20)
 
 
 @pytest.fixture(scope="module")

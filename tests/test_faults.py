@@ -31,7 +31,7 @@ import hamgrad.datasets.generation as generation
 import hamgrad.datasets.partial as partial
 from hamgrad.checkpoints import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from hamgrad.cli import main
-from hamgrad.datasets import generate, load_trajectories
+from hamgrad.datasets import load_trajectories
 from hamgrad.datasets.partial import partial_path
 from hamgrad.errors import CheckpointError, DataFormatError
 
@@ -127,19 +127,8 @@ def reference(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def spring(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "spring.h5"
-    generate(
-        "spring-mass",
-        path,
-        n_trajectories=12,
-        n_steps=30,
-        dt=0.1,
-        seed=0,
-        splits={"train": 0.5, "val": 0.25, "test": 0.25},
-        progress=False,
-    )
-    return path
+def spring(small_dataset) -> Path:
+    return small_dataset("spring-mass", n_trajectories=12, n_steps=30)
 
 
 @pytest.fixture(scope="module")

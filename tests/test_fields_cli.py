@@ -152,7 +152,9 @@ def test_cli_tiny_run_prints_the_table_and_writes_json(tmp_path, capsys):
     assert len(r["trials"][0]["set_errors_db"]) == 15
     # the file doubles as a benchmark table: one summary row per result
     assert data["benchmark"] == "fields"
-    assert [row["ours"] for row in data["rows"]] == [round(x["mean_db"], 2) for x in data["results"]]
+    assert [row["ours"] for row in data["rows"]] == [
+        round(x["mean_db"], 2) for x in data["results"]
+    ]
     assert all(row["peer"] is None and row["met"] is None for row in data["rows"])
     assert r["command"].startswith("hamgrad fields --field polymax --dim 3")
 

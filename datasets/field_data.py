@@ -18,6 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
+
 from hamgrad.datasets import partial
 from hamgrad.datasets.generation import check_seed
 from hamgrad.datasets.reader import check_finite, open_checked, split_group
@@ -34,7 +35,6 @@ from hamgrad.datasets.schema import (
 )
 from hamgrad.datasets.seeding import FIELD_BLOCK, torch_generator
 from hamgrad.datasets.splits import normalize_splits, split_counts, split_ranges
-
 from hamgrad.errors import DataFormatError
 from hamgrad.validation import check_positive_int
 

@@ -29,6 +29,7 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
+
 from hamgrad.datasets import partial
 from hamgrad.datasets.resolve import resolve_system
 from hamgrad.datasets.schema import (
@@ -47,7 +48,6 @@ from hamgrad.datasets.seeding import (
     params_generator,
 )
 from hamgrad.datasets.splits import normalize_splits, split_counts, split_ranges
-
 from hamgrad.errors import ConvergenceError, DivergenceError
 from hamgrad.validation import check_finite_float, check_positive_float, check_positive_int
 

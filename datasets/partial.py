@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-from hamgrad.datasets.schema import CHUNK_CACHE_BYTES, LIBVER, PROGRESS_ATTR, to_json
 
 from hamgrad.atomic import fsync_path
+from hamgrad.datasets.schema import CHUNK_CACHE_BYTES, LIBVER, PROGRESS_ATTR, to_json
 
 
 def partial_path(path: str | os.PathLike) -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+
 from hamgrad.datasets.partial import partial_path
 from hamgrad.datasets.schema import (
     FORMAT_FIELDS,
@@ -27,7 +28,6 @@ from hamgrad.datasets.schema import (
     attr_to_python,
     read_attrs,
 )
-
 from hamgrad.errors import DataFormatError
 
 #: Exceptions h5py/HDF5 raise on damaged files; they are rewrapped as DataFormatError.

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from hamgrad.datasets.reader import (
     _open_hdf5,
     check_finite,
@@ -23,7 +24,6 @@ from hamgrad.datasets.reader import (
     trajectory_shape,
 )
 from hamgrad.datasets.schema import FIELD_ARRAYS, FORMAT_FIELDS, FORMAT_TRAJECTORIES, attr_to_python
-
 from hamgrad.errors import DataFormatError
 
 #: Rows of ``energy`` read at a time.

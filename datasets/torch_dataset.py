@@ -15,6 +15,8 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
+from torch.utils.data import Dataset
+
 from hamgrad.datasets.reader import (
     H5_ERRORS,
     _first_line,
@@ -23,8 +25,6 @@ from hamgrad.datasets.reader import (
     trajectory_shape,
 )
 from hamgrad.datasets.schema import FORMAT_TRAJECTORIES
-from torch.utils.data import Dataset
-
 from hamgrad.errors import DataFormatError
 from hamgrad.validation import check_choice, check_positive_int
 

@@ -201,3 +201,93 @@ def test_no_grad_and_training(name):
     loss = ((out - 1.0) ** 2).mean()
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+# -- the tabulated ridge quadrature used by the cascade potentials (trained-like parameters) ------
+
+
+def _scaled_cascade(name, dim, factor, seed=0):
+    """A cascade whose parameters are scaled up as after training (large profile gains)."""
+    model = build_model(name, dim, width=64, seed=seed, dtype=F64)
+    with torch.no_grad():
+        for attr in ("weight", "bias", "alpha", "beta"):
+            getattr(model, attr).mul_(factor)
+    return model
+
+
+def _counting_profile(model, x, counter):
+    beta, cb, P, Q = model.core_coefficients(x)
+    from hamgrad.models.cascade_kernel import cascade_core_reference
+
+    def prof(t, units):
+        counter[0] += t.numel()
+        if units is None:
+            return cascade_core_reference(t, beta, cb, P, Q)
+        return cascade_core_reference(t, beta[:, units], cb[:, units], P[:, units], Q[:, units])
+
+    return prof
+
+
+@pytest.mark.parametrize(("name", "dim", "factor"), [("gradnet-c", 2, 5.0), ("mgradnet-c", 4, 3.0)])
+def test_scaled_cascade_potential_gradient_and_reference(name, dim, factor):
+    model = _scaled_cascade(name, dim, factor)
+    x = _points(400, dim, scale=3.0, seed=5)
+    assert _potential_gradient_error(model, x) <= 1e-8
+    # against the plain composite rule with twice the panels and 3x the nodes (a few states)
+    xs = x[:6]
+    s = xs @ model.weight.T
+    gain = model.profile_gain()
+    with torch.no_grad():
+        ref = ridge_integral(
+            model.profile, s, gain, nodes_per_panel=48, n_panels=2 * panels_needed(s, gain)
+        ).sum(-1) + xs @ model.out_bias
+        ours = model.potential(xs)
+    assert torch.allclose(ours, ref, rtol=1e-11, atol=1e-11 * float(ref.abs().max() + 1))
+
+
+def test_tabulated_quadrature_evaluation_count_is_bounded():
+    """Profile evaluations: nodes·(N·h + Σ_i panels_i), not nodes·N·h·(batch-wide panels)."""
+    from hamgrad.models.quadrature import NODES_PER_PANEL, ridge_integral_tabulated
+
+    model = _scaled_cascade("mgradnet-c", 2, 5.0)
+    x = _points(2000, 2, scale=3.0, seed=7)
+    s = x @ model.weight.T
+    gain = model.profile_gain()
+    counter = [0]
+    with torch.no_grad():
+        ours = ridge_integral_tabulated(_counting_profile(model, x, counter), s, gain)
+    n, h = s.shape
+    per_unit = (
+        torch.ceil(s.amax(0).clamp(min=0) * gain).clamp(min=1)
+        + torch.ceil((-s.amin(0)).clamp(min=0) * gain).clamp(min=1)
+    )
+    bound = NODES_PER_PANEL * (n * h + int(per_unit.sum()))
+    assert counter[0] <= bound
+    assert counter[0] * 20 < NODES_PER_PANEL * n * h * panels_needed(s, gain)
+    # same values as the plain rule on a few samples
+    with torch.no_grad():
+        plain = ridge_integral(model.profile, s[:5], gain, n_panels=panels_needed(s, gain))
+    assert torch.allclose(ours[:5], plain, rtol=1e-12, atol=1e-12 * float(plain.abs().max() + 1))
+
+
+@pytest.mark.parametrize("name", ["gradnet-c", "mgradnet-c"])
+def test_tabulated_quadrature_against_scipy(name):
+    from hamgrad.models.quadrature import ridge_integral_tabulated
+
+    model = build_model(name, 2, width=5, layers=4, seed=4, dtype=F64)
+    s = torch.tensor([[-7.0, -1.3, 0.0, 2.2, 11.0], [3.0, 0.4, -2.0, -5.5, 0.0]], dtype=F64)
+    with torch.no_grad():
+        ours = ridge_integral_tabulated(
+            _counting_profile(model, s, [0]), s, model.profile_gain()
+        )
+    for r in range(2):
+        for i in range(5):
+
+            def phi(t, i=i):
+                row = torch.zeros(1, 5, dtype=F64)
+                row[0, i] = t
+                with torch.no_grad():
+                    return float(model.profile(row)[0, i])
+
+            expected, _ = quad(phi, 0.0, float(s[r, i]), epsabs=1e-13, epsrel=1e-13, limit=200)
+            assert abs(float(ours[r, i]) - expected) <= 1e-11 * max(1.0, abs(expected))

@@ -31,7 +31,7 @@ from hamgrad.models.activations import (
 )
 from hamgrad.models.base import GradientModel, like
 from hamgrad.models.cascade_kernel import CascadeCore, cascade_core_reference
-from hamgrad.models.quadrature import ridge_integral
+from hamgrad.models.quadrature import ridge_integral_tabulated
 from hamgrad.models.tied import check_fused, tied_field, use_fused
 from hamgrad.validation import check_choice, check_positive_int
 
@@ -168,10 +168,15 @@ class CascadeGradNet(GradientModel):
         s = x @ weight.T
         beta_t, cb, P, Q = self.core_coefficients(x)
 
-        def prof(t: torch.Tensor) -> torch.Tensor:
-            return cascade_core_reference(t, beta_t, cb, P, Q)
+        def prof(t: torch.Tensor, units: torch.Tensor | None) -> torch.Tensor:
+            if units is None:  # (M, h): column i is unit i
+                return cascade_core_reference(t, beta_t, cb, P, Q)
+            # (M,) abscissae of the units ``units``
+            return cascade_core_reference(
+                t, beta_t[:, units], cb[:, units], P[:, units], Q[:, units]
+            )
 
-        ridge = ridge_integral(prof, s, like(self.profile_gain(), x))
+        ridge = ridge_integral_tabulated(prof, s, like(self.profile_gain(), x))
         return ridge.sum(-1) + x @ like(self.out_bias, x)
 
     def extra_repr(self) -> str:

@@ -238,9 +238,12 @@ def test_scaled_cascade_potential_gradient_and_reference(name, dim, factor):
     s = xs @ model.weight.T
     gain = model.profile_gain()
     with torch.no_grad():
-        ref = ridge_integral(
-            model.profile, s, gain, nodes_per_panel=48, n_panels=2 * panels_needed(s, gain)
-        ).sum(-1) + xs @ model.out_bias
+        ref = (
+            ridge_integral(
+                model.profile, s, gain, nodes_per_panel=48, n_panels=2 * panels_needed(s, gain)
+            ).sum(-1)
+            + xs @ model.out_bias
+        )
         ours = model.potential(xs)
     assert torch.allclose(ours, ref, rtol=1e-11, atol=1e-11 * float(ref.abs().max() + 1))
 
@@ -257,10 +260,9 @@ def test_tabulated_quadrature_evaluation_count_is_bounded():
     with torch.no_grad():
         ours = ridge_integral_tabulated(_counting_profile(model, x, counter), s, gain)
     n, h = s.shape
-    per_unit = (
-        torch.ceil(s.amax(0).clamp(min=0) * gain).clamp(min=1)
-        + torch.ceil((-s.amin(0)).clamp(min=0) * gain).clamp(min=1)
-    )
+    per_unit = torch.ceil(s.amax(0).clamp(min=0) * gain).clamp(min=1) + torch.ceil(
+        (-s.amin(0)).clamp(min=0) * gain
+    ).clamp(min=1)
     bound = NODES_PER_PANEL * (n * h + int(per_unit.sum()))
     assert counter[0] <= bound
     assert counter[0] * 20 < NODES_PER_PANEL * n * h * panels_needed(s, gain)
@@ -277,9 +279,7 @@ def test_tabulated_quadrature_against_scipy(name):
     model = build_model(name, 2, width=5, layers=4, seed=4, dtype=F64)
     s = torch.tensor([[-7.0, -1.3, 0.0, 2.2, 11.0], [3.0, 0.4, -2.0, -5.5, 0.0]], dtype=F64)
     with torch.no_grad():
-        ours = ridge_integral_tabulated(
-            _counting_profile(model, s, [0]), s, model.profile_gain()
-        )
+        ours = ridge_integral_tabulated(_counting_profile(model, s, [0]), s, model.profile_gain())
     for r in range(2):
         for i in range(5):
 

@@ -45,7 +45,36 @@ def mlp_param_count(n_in: int, n_out: int, width: int, hidden_layers: int, last_
     return count + (n_out if last_bias else 0)
 
 
-class HNN(GradientModel):
+class _TanhMLPModel(GradientModel):
+    """Shared body of the two baselines: a tanh MLP ``dim -> width (×hidden_layers) -> n_out``."""
+
+    #: whether the output layer has a bias (the output size is ``_out_size(dim)``)
+    last_bias: bool
+
+    def __init__(self, dim: int, width: int = 200, *, hidden_layers: int = 2) -> None:
+        dim = check_positive_int("dim", dim)
+        width = check_positive_int("width", width)
+        hidden_layers = check_positive_int("hidden_layers", hidden_layers)
+        super().__init__(dim)
+        self.width = width
+        self.hidden_layers = hidden_layers
+        sizes = [dim] + [width] * hidden_layers + [self._out_size(dim)]
+        self.net = _mlp_layers(sizes, last_bias=self.last_bias)
+
+    @staticmethod
+    def _out_size(dim: int) -> int:
+        raise NotImplementedError
+
+    @classmethod
+    def param_count(cls, dim: int, width: int, *, hidden_layers: int = 2) -> int:
+        """Number of parameters of the network built with these arguments."""
+        return mlp_param_count(dim, cls._out_size(dim), width, hidden_layers, cls.last_bias)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, width={self.width}, hidden_layers={self.hidden_layers}"
+
+
+class HNN(_TanhMLPModel):
     """Hamiltonian Neural Network: ``forward(x) = ∇H(x)`` with ``H`` a scalar tanh MLP.
 
     Args:
@@ -58,19 +87,11 @@ class HNN(GradientModel):
     conservative = True
     monotone = False
 
-    def __init__(self, dim: int, width: int = 200, *, hidden_layers: int = 2) -> None:
-        dim = check_positive_int("dim", dim)
-        width = check_positive_int("width", width)
-        hidden_layers = check_positive_int("hidden_layers", hidden_layers)
-        super().__init__(dim)
-        self.width = width
-        self.hidden_layers = hidden_layers
-        self.net = _mlp_layers([dim] + [width] * hidden_layers + [1], last_bias=False)
+    last_bias = False
 
     @staticmethod
-    def param_count(dim: int, width: int, *, hidden_layers: int = 2) -> int:
-        """Number of parameters of the network built with these arguments."""
-        return mlp_param_count(dim, 1, width, hidden_layers, last_bias=False)
+    def _out_size(dim: int) -> int:
+        return 1
 
     def _potential(self, x: torch.Tensor) -> torch.Tensor:
         return _run_mlp(self.net, x).squeeze(-1)
@@ -83,11 +104,8 @@ class HNN(GradientModel):
             (grad,) = torch.autograd.grad(energy, xg, create_graph=keep_graph)
         return grad
 
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, width={self.width}, hidden_layers={self.hidden_layers}"
 
-
-class MLP(GradientModel):
+class MLP(_TanhMLPModel):
     """Unconstrained vector field ``R^d -> R^d``: a tanh MLP (not conservative, no potential).
 
     Args:
@@ -100,22 +118,11 @@ class MLP(GradientModel):
     conservative = False
     monotone = False
 
-    def __init__(self, dim: int, width: int = 200, *, hidden_layers: int = 2) -> None:
-        dim = check_positive_int("dim", dim)
-        width = check_positive_int("width", width)
-        hidden_layers = check_positive_int("hidden_layers", hidden_layers)
-        super().__init__(dim)
-        self.width = width
-        self.hidden_layers = hidden_layers
-        self.net = _mlp_layers([dim] + [width] * hidden_layers + [dim], last_bias=True)
+    last_bias = True
 
     @staticmethod
-    def param_count(dim: int, width: int, *, hidden_layers: int = 2) -> int:
-        """Number of parameters of the network built with these arguments."""
-        return mlp_param_count(dim, dim, width, hidden_layers, last_bias=True)
+    def _out_size(dim: int) -> int:
+        return dim
 
     def _field(self, x: torch.Tensor) -> torch.Tensor:
         return _run_mlp(self.net, x)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, width={self.width}, hidden_layers={self.hidden_layers}"

@@ -236,3 +236,25 @@ def check_floats(name: str, value: Any, count: int, *, positive: bool = True) ->
 def time_grid(t_end: float, n_points: int) -> tuple[int, float]:
     """``(n_steps, dt)`` of ``n_points`` equally spaced times over ``[0, t_end]``."""
     return n_points - 1, t_end / (n_points - 1)
+
+
+def hnn_oscillator_preset(params: dict[str, Any], n_points: int) -> dict[str, Any]:
+    """The HNN preset shared by its one-degree-of-freedom tasks (spring, pendulum): 50
+    trajectories over ``t ∈ [0, 3]`` with ``n_points`` points, noise 0.1, half/half split; evaluation
+    on 15 states drawn in ±[0.2, 1.0] per coordinate over ``t ∈ [0, 20]`` at 100 points."""
+    n_steps, dt = time_grid(3.0, n_points)
+    eval_steps, eval_dt = time_grid(20.0, 100)
+    return {
+        "params": params,
+        "n_trajectories": 50,
+        "n_steps": n_steps,
+        "dt": dt,
+        "noise_std": 0.1,
+        "splits": {"train": 0.5, "test": 0.5},
+        "eval": {
+            "n_trajectories": 15,
+            "n_steps": eval_steps,
+            "dt": eval_dt,
+            "initial": {"kind": "uniform-magnitude", "low": 0.2, "high": 1.0},
+        },
+    }

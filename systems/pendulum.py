@@ -14,12 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from hamgrad.systems.base import System, check_range, time_grid, uniforms, unit_directions
+from hamgrad.systems.base import (
+    System,
+    check_range,
+    hnn_oscillator_preset,
+    uniforms,
+    unit_directions,
+)
 from hamgrad.systems.registry import register
 from hamgrad.validation import check_positive_float
-
-_HNN_STEPS, _HNN_DT = time_grid(3.0, 45)
-_EVAL_STEPS, _EVAL_DT = time_grid(20.0, 100)
 
 
 @register("pendulum")
@@ -37,22 +40,7 @@ class Pendulum(System):
     separable = True
     description = "ideal pendulum, H = p²/(2 m l²) + m g l (1 − cos q)"
     defaults = {"m": 0.5, "l": 1.0, "g": 6.0, "radius": (1.3, 2.3)}
-    presets = {
-        "hnn": {
-            "params": {"m": 0.5, "l": 1.0, "g": 6.0},
-            "n_trajectories": 50,
-            "n_steps": _HNN_STEPS,  # t in [0, 3], 45 points
-            "dt": _HNN_DT,
-            "noise_std": 0.1,
-            "splits": {"train": 0.5, "test": 0.5},
-            "eval": {
-                "n_trajectories": 15,
-                "n_steps": _EVAL_STEPS,  # t in [0, 20], 100 points
-                "dt": _EVAL_DT,
-                "initial": {"kind": "uniform-magnitude", "low": 0.2, "high": 1.0},
-            },
-        }
-    }
+    presets = {"hnn": hnn_oscillator_preset({"m": 0.5, "l": 1.0, "g": 6.0}, n_points=45)}
 
     def _validate(self, params: dict[str, Any]) -> dict[str, Any]:
         self.m = check_positive_float("m", params["m"])

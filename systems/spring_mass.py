@@ -12,12 +12,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from hamgrad.systems.base import System, check_range, time_grid, uniforms, unit_directions
+from hamgrad.systems.base import (
+    System,
+    check_range,
+    hnn_oscillator_preset,
+    uniforms,
+    unit_directions,
+)
 from hamgrad.systems.registry import register
 from hamgrad.validation import check_positive_float
-
-_HNN_STEPS, _HNN_DT = time_grid(3.0, 30)
-_EVAL_STEPS, _EVAL_DT = time_grid(20.0, 100)
 
 
 @register("spring-mass")
@@ -35,22 +38,7 @@ class SpringMass(System):
     separable = True
     description = "mass on a linear spring, H = p²/(2m) + k q²/2"
     defaults = {"k": 2.0, "m": 0.5, "radius": (0.1, 1.0)}
-    presets = {
-        "hnn": {
-            "params": {"k": 2.0, "m": 0.5},
-            "n_trajectories": 50,
-            "n_steps": _HNN_STEPS,  # t in [0, 3], 30 points
-            "dt": _HNN_DT,
-            "noise_std": 0.1,
-            "splits": {"train": 0.5, "test": 0.5},
-            "eval": {
-                "n_trajectories": 15,
-                "n_steps": _EVAL_STEPS,  # t in [0, 20], 100 points
-                "dt": _EVAL_DT,
-                "initial": {"kind": "uniform-magnitude", "low": 0.2, "high": 1.0},
-            },
-        }
-    }
+    presets = {"hnn": hnn_oscillator_preset({"k": 2.0, "m": 0.5}, n_points=30)}
 
     def _validate(self, params: dict[str, Any]) -> dict[str, Any]:
         self.k = check_positive_float("k", params["k"])

@@ -64,6 +64,22 @@ def test_apply_init_scales_and_fills_named_parameters():
         apply_init(model, {"shift": {"bias": 1.0}})
 
 
+def test_apply_init_spread_gives_evenly_spaced_directions_and_keeps_norms():
+    model = torch.nn.Module()
+    model.weight = torch.nn.Parameter(torch.randn(2, 3, 2, dtype=torch.float64))
+    norms = model.weight.detach().norm(dim=-1)
+    apply_init(model, {"spread": {"weight": 2.0}})
+    w = model.weight.detach()
+    torch.testing.assert_close(w.norm(dim=-1), 2 * norms)
+    angles = torch.rad2deg(torch.atan2(w[..., 1], w[..., 0]))
+    # six rows over half a turn, 30 degrees apart, the two blocks interleaved
+    expected = torch.tensor([[15.0, 75.0, 135.0], [45.0, 105.0, 165.0]], dtype=torch.float64)
+    torch.testing.assert_close(angles, expected)
+    model.other = torch.nn.Parameter(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="2-D input weight"):
+        apply_init(model, {"spread": {"other": 1.0}})
+
+
 def test_overrides():
     plan = make_plan("convex-2d", "hnn", trials=2, lr=1e-3, steps=30)
     assert plan.trials == 2 and plan.lrs == (1e-3,) and plan.train["steps"] == 30

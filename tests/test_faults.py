@@ -225,7 +225,7 @@ def test_generation_killed_then_rerun_equals_uninterrupted(point, tmp_path, refe
 @pytest.mark.slow
 def test_generation_killed_from_outside_then_rerun(tmp_path, capsys):
     args = [
-        "generate", "spring-mass", "--trajectories", "24", "--steps", "200", "--dt", "0.1",
+        "generate", "double-pendulum", "--trajectories", "24", "--steps", "50", "--dt", "0.1",
         "--seed", "7", "--simulation-batch", "2", "--chunk-size", "2",
     ]  # fmt: skip
     out = tmp_path / "killed.h5"

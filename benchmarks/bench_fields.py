@@ -27,6 +27,30 @@ from benchmarks.harness import time_pair
 
 TARGET_RATIO = 0.5
 
+
+def _field_2d_case(field: str, model: str) -> dict[str, Any]:
+    """A fixed 2-D field (the paper's 2-D regime: 100,000 fixed samples, batch 1000), 3 seeds;
+    the GradNet at width 7 (tanh), HNN at 100 parameters, both at lr 5e-3."""
+    return {
+        "what": f"{field} (median of 3 seeds): time to HNN's final error",
+        "seeds": (0, 1, 2),
+        "field": field,
+        "dim": 2,
+        "ours": (model, {"width": 7, "activation": "tanh"}),
+        "peer": ("hnn", {"param_budget": 100}),
+        "train": {
+            "mode": "fixed",
+            "n_train": 100_000,
+            "steps": 20_000,
+            "batch_size": 1000,
+            "val_every": 100,
+        },
+        "n_val": 10_000,
+        "lr_ours": 5e-3,
+        "lr_peer": 5e-3,
+    }
+
+
 # label, seeds, field, dim, GradNet and HNN (name, build options), data regime, learning rates.
 # The GradNets are the best of ours at each field's protocol (paper figures, same lr grid as HNN):
 # mGradNet-M on PolyMax, mGradNet-C on the convex field, GradNet-C on the non-convex one.
@@ -43,42 +67,10 @@ CASES: list[dict[str, Any]] = [
         "lr_ours": 1e-3,
         "lr_peer": 1e-3,
     },
-    {
-        "what": "convex-2d (median of 3 seeds): time to HNN's final error",
-        "seeds": (0, 1, 2),
-        "field": "convex-2d",
-        "dim": 2,
-        "ours": ("mgradnet-c", {"width": 7, "activation": "tanh"}),
-        "peer": ("hnn", {"param_budget": 100}),
-        "train": {
-            "mode": "fixed",
-            "n_train": 100_000,
-            "steps": 20_000,
-            "batch_size": 1000,
-            "val_every": 100,
-        },
-        "n_val": 10_000,
-        "lr_ours": 5e-3,
-        "lr_peer": 5e-3,
-    },
-    {
-        "what": "nonconvex-2d (median of 3 seeds): time to HNN's final error",
-        "seeds": (0, 1, 2),
-        "field": "nonconvex-2d",
-        "dim": 2,
-        "ours": ("gradnet-c", {"width": 7, "activation": "tanh"}),
-        "peer": ("hnn", {"param_budget": 100}),
-        "train": {
-            "mode": "fixed",
-            "n_train": 100_000,
-            "steps": 20_000,
-            "batch_size": 1000,
-            "val_every": 100,
-        },
-        "n_val": 10_000,
-        "lr_ours": 5e-3,
-        "lr_peer": 5e-3,
-    },
+    *(
+        _field_2d_case(field, model)
+        for field, model in (("convex-2d", "mgradnet-c"), ("nonconvex-2d", "gradnet-c"))
+    ),
 ]
 
 

@@ -13,10 +13,16 @@ The drift always uses ``grad_p(p)`` (never ``p`` itself), so any kinetic energy 
 Compositions: a symmetric composition ``S(w_1 dt) ∘ … ∘ S(w_s dt)`` of leapfrog steps ``S`` merges
 adjacent half kicks, giving ``b = w`` and ``a = (w_1/2, (w_1+w_2)/2, …, (w_{s-1}+w_s)/2, w_s/2)``.
 
+Splittings that are not compositions of leapfrog steps give their kick and drift coefficients
+directly (``blanes-moan4``).
+
 References for the coefficients:
   H. Yoshida, "Construction of higher order symplectic integrators", Phys. Lett. A 150 (1990)
   262–268: the triple jump (4th order, eq. 4.14; also Forest & Ruth 1990, Creutz & Gocksch 1989),
   the 6th-order solution A (Table 1) and the 8th-order solution D (Table 2).
+  S. Blanes and P. C. Moan, "Practical symplectic partitioned Runge–Kutta and Runge–Kutta–Nyström
+  methods", J. Comput. Appl. Math. 142 (2002) 313–330: the 6-stage 4th-order partitioned
+  Runge–Kutta splitting S6.
 """
 
 from __future__ import annotations
@@ -63,6 +69,15 @@ YOSHIDA8_WEIGHTS = symmetric_weights(
         0.102799849391985,
     )
 )
+
+#: Blanes & Moan (2002), method S6: (a_1, a_2, a_3) of the flow applied 7 times (here the kick),
+#: a_4 = 1 − 2(a_1 + a_2 + a_3); (b_1, b_2) of the flow applied 6 times (the drift),
+#: b_3 = 1/2 − (b_1 + b_2). The step is the palindrome
+#: A(a_1) B(b_1) A(a_2) B(b_2) A(a_3) B(b_3) A(a_4) B(b_3) A(a_3) B(b_2) A(a_2) B(b_1) A(a_1).
+BLANES_MOAN4_KICKS = symmetric_weights((0.0792036964311957, 0.353172906049774, -0.0420650803577195))
+_BM_B1, _BM_B2 = 0.209515106613362, -0.143851773179818
+_BM_B3 = 0.5 - (_BM_B1 + _BM_B2)
+BLANES_MOAN4_DRIFTS = (_BM_B1, _BM_B2, _BM_B3, _BM_B3, _BM_B2, _BM_B1)
 
 
 class SplittingIntegrator(Integrator):
@@ -146,3 +161,19 @@ class Yoshida8(SplittingIntegrator):
     symmetric = True
     summary = "8th-order composition of leapfrog (Yoshida 1990, solution D), 15 stages"
     kicks, drifts = composition_coefficients(YOSHIDA8_WEIGHTS)
+
+
+@register_integrator("blanes-moan4")
+class BlanesMoan4(SplittingIntegrator):
+    """Blanes & Moan's 6-stage 4th-order splitting S6 (J. Comput. Appl. Math. 142, 2002).
+
+    Seven kicks and six drifts per step; with the last force reused by the next step's first
+    kick, a step costs six ``grad_q`` and six ``grad_p``. Its leading error constant is far smaller
+    than the triple jump's, so at equal cost it is much more accurate than ``yoshida4``.
+    """
+
+    order = 4
+    symmetric = True
+    summary = "6-stage 4th-order splitting S6 (Blanes & Moan 2002), 6 grad_q + 6 grad_p per step"
+    kicks = BLANES_MOAN4_KICKS
+    drifts = BLANES_MOAN4_DRIFTS

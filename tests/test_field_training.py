@@ -32,6 +32,11 @@ def unit_box(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(n, 2, generator=generator, dtype=torch.float64)
 
 
+def fit_linear(model: nn.Module, sample=unit_box, **options):
+    """``fit_gradient_field`` on the linear target field (``sample`` defaults to the unit box)."""
+    return fit_gradient_field(model, linear_grad, sample, **options)
+
+
 def linear_model(seed: int = 0, dtype=torch.float32) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Linear(2, 2).to(dtype)
@@ -70,10 +75,8 @@ def test_train_module_reexports_the_trainer():
 
 
 def test_fixed_mode_fits_an_exact_target():
-    model, history = fit_gradient_field(
+    model, history = fit_linear(
         linear_model(dtype=torch.float64),
-        linear_grad,
-        unit_box,
         steps=1500,
         batch_size=50,
         lr=5e-2,
@@ -96,9 +99,8 @@ def test_fixed_mode_draws_the_data_once_and_visits_each_point_once_per_epoch():
         return unit_box(n, generator)
 
     model = Recorder()
-    fit_gradient_field(
+    fit_linear(
         model,
-        linear_grad,
         counting_sample,
         steps=4,
         batch_size=30,
@@ -117,10 +119,8 @@ def test_fixed_mode_draws_the_data_once_and_visits_each_point_once_per_epoch():
 
 def test_fixed_mode_reshuffles_every_epoch():
     model = Recorder()
-    fit_gradient_field(
+    fit_linear(
         model,
-        linear_grad,
-        unit_box,
         steps=4,
         batch_size=10,
         lr=1e-3,
@@ -142,9 +142,8 @@ def test_fresh_mode_draws_a_new_batch_every_step():
         return unit_box(n, generator)
 
     model = Recorder()
-    _, history = fit_gradient_field(
+    _, history = fit_linear(
         model,
-        linear_grad,
         counting_sample,
         steps=7,
         batch_size=16,
@@ -159,10 +158,8 @@ def test_fresh_mode_draws_a_new_batch_every_step():
 
 
 def test_history_contents():
-    _, history = fit_gradient_field(
+    _, history = fit_linear(
         linear_model(),
-        linear_grad,
-        unit_box,
         steps=20,
         batch_size=8,
         lr=1e-2,
@@ -198,10 +195,8 @@ def test_best_weights_are_restored():
 
     for select_best in (True, False):
         model = linear_model(seed=1)
-        _, history = fit_gradient_field(
+        _, history = fit_linear(
             model,
-            linear_grad,
-            unit_box,
             steps=260,
             batch_size=32,
             lr=2e-2,
@@ -219,10 +214,8 @@ def test_best_weights_are_restored():
 
 
 def test_without_validation_the_final_weights_are_kept():
-    model, history = fit_gradient_field(
+    model, history = fit_linear(
         linear_model(),
-        linear_grad,
-        unit_box,
         steps=10,
         batch_size=8,
         lr=1e-2,
@@ -236,10 +229,8 @@ def test_without_validation_the_final_weights_are_kept():
 
 def test_deterministic_with_a_seed():
     def run(seed):
-        model, history = fit_gradient_field(
+        model, history = fit_linear(
             linear_model(seed=3),
-            linear_grad,
-            unit_box,
             steps=30,
             batch_size=10,
             lr=1e-2,
@@ -262,10 +253,8 @@ def test_deterministic_with_a_seed():
 
 def test_dtype_argument_moves_the_model():
     model = linear_model(dtype=torch.float32)
-    fit_gradient_field(
+    fit_linear(
         model,
-        linear_grad,
-        unit_box,
         steps=3,
         batch_size=4,
         lr=1e-3,
@@ -277,10 +266,8 @@ def test_dtype_argument_moves_the_model():
 
 
 def test_callback_can_stop_training():
-    _, history = fit_gradient_field(
+    _, history = fit_linear(
         linear_model(),
-        linear_grad,
-        unit_box,
         steps=100,
         batch_size=4,
         lr=1e-3,
@@ -293,10 +280,8 @@ def test_callback_can_stop_training():
 
 
 def test_progress_bar_goes_to_stderr(capsys):
-    fit_gradient_field(
+    fit_linear(
         linear_model(),
-        linear_grad,
-        unit_box,
         steps=5,
         batch_size=4,
         lr=1e-3,
@@ -306,10 +291,8 @@ def test_progress_bar_goes_to_stderr(capsys):
     )
     captured = capsys.readouterr()
     assert "unit-test-bar" in captured.err and captured.out == ""
-    fit_gradient_field(
+    fit_linear(
         linear_model(),
-        linear_grad,
-        unit_box,
         steps=5,
         batch_size=4,
         lr=1e-3,
@@ -345,10 +328,8 @@ def test_learning_rate_schedules():
 def test_trains_a_model_that_differentiates_in_its_forward():
     torch.manual_seed(0)
     model = ScalarGradModel()
-    _, history = fit_gradient_field(
+    _, history = fit_linear(
         model,
-        linear_grad,
-        unit_box,
         steps=50,
         batch_size=32,
         lr=1e-2,

@@ -169,7 +169,9 @@ class BlanesMoan4(SplittingIntegrator):
 
     Seven kicks and six drifts per step; with the last force reused by the next step's first
     kick, a step costs six ``grad_q`` and six ``grad_p``. Its leading error constant is far smaller
-    than the triple jump's, so at equal cost it is much more accurate than ``yoshida4``.
+    than the triple jump's, so at equal cost it is much more accurate than ``yoshida4``. The
+    published splitting is of order 4 whichever flow takes the seven-fold coefficients; here the
+    kick does.
     """
 
     order = 4

@@ -30,3 +30,12 @@ def test_demo_runs_end_to_end_small(tmp_path, capsys):
     assert main(changed) == 2
     assert "--fresh" in capsys.readouterr().err
     assert main(changed + ["--fresh"]) == 0
+
+
+def test_demo_refuses_bad_sizes_before_writing_anything(tmp_path, capsys):
+    for option, value in (("--n-trajectories", "0"), ("--steps", "-3"), ("--n-eval", "0")):
+        out = tmp_path / f"demo{option}"
+        assert main(["demo", "--out", str(out), option, value, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert option in err and value in err and "positive integer" in err
+        assert not out.exists()

@@ -94,6 +94,7 @@ CLI_CASES: dict[str, str] = {
     "evaluate-preset-protocol": "evaluate run --data spring.h5 --protocol preset",
     "compare-unknown-model": "compare spring.h5 --models hnn,nope --out cmp",
     "compare-zero-steps": "compare spring.h5 --models hnn --out cmp --steps 0",
+    "demo-zero-trajectories": "demo --out d1 --n-trajectories 0",
     # static gradient-field benchmarks
     "fields-unknown-field": "fields --field nope --model gradnet-c",
     "fields-polymax-dim": "fields --field polymax --dim 1 --model gradnet-c",

@@ -123,7 +123,11 @@ def run(args: argparse.Namespace) -> int:
     from hamgrad.datasets import generate
     from hamgrad.errors import CheckpointError
     from hamgrad.reporting import text_table
+    from hamgrad.validation import check_positive_int
 
+    for option in ("steps", "param_budget", "n_trajectories", "n_eval", "threads"):
+        if getattr(args, option) is not None:  # refused before anything is written
+            check_positive_int("--" + option.replace("_", "-"), getattr(args, option))
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     out = Path(args.out)

@@ -28,7 +28,7 @@ from hamgrad.integrators import (
 from hamgrad.integrators.splitting import YOSHIDA4_WEIGHTS, YOSHIDA6_WEIGHTS, YOSHIDA8_WEIGHTS
 
 F64 = torch.float64
-SPLITTING = ["leapfrog", "symplectic-euler", "yoshida4", "yoshida6", "yoshida8"]
+SPLITTING = ["leapfrog", "symplectic-euler", "yoshida4", "yoshida6", "yoshida8", "blanes-moan4"]
 FIXED_GRID = ["euler", "midpoint", "heun2", "heun3", "rk4"]
 ADAPTIVE = ["dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive-heun"]
 ALL = [*SPLITTING, "implicit-midpoint", *FIXED_GRID, *ADAPTIVE]
@@ -46,7 +46,8 @@ def test_every_method_is_registered_and_described():
     infos = {i.name: i for i in list_integrators()}
     assert set(ALL) <= set(infos) and set(infos) == set(integrator_names())
     expected_order = {"leapfrog": 2, "symplectic-euler": 1, "yoshida4": 4, "yoshida6": 6}
-    expected_order |= {"yoshida8": 8, "implicit-midpoint": 2, "euler": 1, "rk4": 4, "dopri5": 5}
+    expected_order |= {"yoshida8": 8, "blanes-moan4": 4, "implicit-midpoint": 2, "euler": 1}
+    expected_order |= {"rk4": 4, "dopri5": 5}
     for name, order in expected_order.items():
         assert infos[name].order == order
     for name in SPLITTING:

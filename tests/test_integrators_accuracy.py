@@ -82,7 +82,7 @@ def test_convergence_order_on_the_pendulum(method):
 
 # --- symplecticity ---------------------------------------------------------------------------
 
-SYMPLECTIC = ["leapfrog", "symplectic-euler", "yoshida4", "yoshida6", "yoshida8"]
+SYMPLECTIC = ["leapfrog", "symplectic-euler", "yoshida4", "yoshida6", "yoshida8", "blanes-moan4"]
 
 
 @pytest.mark.parametrize("method", [*SYMPLECTIC, "implicit-midpoint"])

@@ -234,3 +234,19 @@ def test_paper_protocol_trial_reaches_the_published_range():
     result = run_plan(plan, progress=False)
     mean, std = PUBLISHED[("convex-2d", 2, "mgradnet-c")]
     assert result["mean_db"] < mean + 3 * std
+
+
+def test_cli_threads_option_sets_torch_threads_and_refuses_zero(capsys):
+    import torch
+
+    base = ["fields", "--field", "convex-2d", "--model", "mlp", "--steps", "1", "--trials", "1"]
+    before = torch.get_num_threads()
+    try:
+        assert main([*base, "--no-progress", "--threads", "2"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    capsys.readouterr()
+    assert main([*base, "--threads", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--threads must be a positive integer, got 0" in err

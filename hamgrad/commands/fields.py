@@ -49,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bars (per-trial lines remain)"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's own choice; use 1 when running several jobs at once)",
+    )
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -91,6 +97,12 @@ def run(args: argparse.Namespace) -> int:
         )
         for m in models
     ]  # every argument is checked before anything runs
+    if args.threads is not None:
+        import torch
+
+        from hamgrad.validation import check_positive_int
+
+        torch.set_num_threads(check_positive_int("--threads", args.threads))
     if args.json is not None:
         load_results(args.json)  # refuse a foreign file before hours of training
     command = _command_line(args)

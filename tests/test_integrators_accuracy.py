@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.integrate import solve_ivp
-from test_integrators_systems import DoublePendulum, HarmonicOscillator, Pendulum
+from test_integrators_systems import (
+    DoublePendulum,
+    HarmonicOscillator,
+    Pendulum,
+    pendulum_reference,
+)
 
 from hamgrad.integrators import rollout
 from hamgrad.testing import (
@@ -29,6 +33,7 @@ ORDERS = {
     "yoshida4": (4, [5, 10, 20, 40]),
     "yoshida6": (6, [4, 6, 8, 10]),
     "yoshida8": (8, [6, 8, 10, 12]),
+    "blanes-moan4": (4, [2, 4, 8, 16]),
     "implicit-midpoint": (2, [5, 10, 20, 40]),
     "symplectic-euler": (1, [25, 50, 100, 200]),
     "euler": (1, [100, 200, 400, 800]),
@@ -60,21 +65,11 @@ def test_convergence_order_on_the_oscillator(method):
     assert_convergence_order(errors, sizes, order, tol=0.15)
 
 
-def _pendulum_reference(h: Pendulum, x0: torch.Tensor, t_end: float) -> torch.Tensor:
-    rows = [
-        solve_ivp(
-            h.field_numpy, (0.0, t_end), x.tolist(), method="DOP853", rtol=2.3e-14, atol=1e-14
-        ).y[:, -1]
-        for x in x0
-    ]
-    return torch.tensor(np.array(rows), dtype=F64)
-
-
 @pytest.mark.parametrize("method", list(ORDERS))
 def test_convergence_order_on_the_pendulum(method):
     h = Pendulum()
     order, steps = ORDERS[method]
-    reference = _pendulum_reference(h, X0, 4.0)
+    reference = pendulum_reference(h, X0, 4.0)
     errors, sizes = _final_errors(h, X0, 4.0, steps, method, reference)
     assert min(errors) > 1e-10  # far above the reference's own error
     assert_convergence_order(errors, sizes, order, tol=0.15)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from scipy.integrate import solve_ivp
 
 
 class HarmonicOscillator:
@@ -177,3 +179,14 @@ def test_exact_oscillator_solution_satisfies_the_equations():
     field = torch.cat((h.grad(x)[..., 1:], -h.grad(x)[..., :1]), -1)
     torch.testing.assert_close(dxdt, field, rtol=1e-8, atol=1e-8)
     torch.testing.assert_close(h.exact(x0, 0.0), x0)
+
+
+def pendulum_reference(h: Pendulum, x0: torch.Tensor, t_end: float) -> torch.Tensor:
+    """The pendulum flow at ``t_end`` from each row of ``x0`` by scipy DOP853 at round-off tolerance."""
+    rows = [
+        solve_ivp(
+            h.field_numpy, (0.0, t_end), x.tolist(), method="DOP853", rtol=2.3e-14, atol=1e-14
+        ).y[:, -1]
+        for x in x0
+    ]
+    return torch.tensor(np.array(rows), dtype=torch.float64)

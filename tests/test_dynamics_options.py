@@ -74,14 +74,11 @@ def test_scaled_network_refuses_a_field_that_is_not_conservative() -> None:
         ScaledGradientNetwork(build_model("mlp", 2, width=8), 1.0)
 
 
-def test_training_run_with_output_scale_reloads(tmp_path) -> None:
-    from hamgrad.datasets import generate
+def test_training_run_with_output_scale_reloads(tmp_path, small_dataset) -> None:
     from hamgrad.train import load_trained, train_dynamics
 
-    data = tmp_path / "spring.h5"
-    generate("spring-mass", data, n_trajectories=4, n_steps=10, dt=0.1, seed=0, progress=False)
     result = train_dynamics(
-        data,
+        small_dataset("spring-mass", n_trajectories=12, n_steps=20),
         tmp_path / "run",
         model="mgradnet-c",
         separable=True,

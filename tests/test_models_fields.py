@@ -110,6 +110,18 @@ def test_hnn_potential_gradient_is_the_field():
     assert _potential_gradient_error(model, _points(20, 3)) <= 1e-12
 
 
+def _scipy_ridge_integral(model, unit: int, upper: float) -> float:
+    """∫₀^upper φ_unit(t) dt of the cascade's 1-D profile by scipy's adaptive quad (width 5)."""
+
+    def phi(t):
+        row = torch.zeros(1, 5, dtype=F64)
+        row[0, unit] = t
+        with torch.no_grad():
+            return float(model.profile(row)[0, unit])
+
+    return quad(phi, 0.0, upper, epsabs=1e-13, epsrel=1e-13, limit=200)[0]
+
+
 @pytest.mark.parametrize("name", ["gradnet-c", "mgradnet-c"])
 def test_cascade_potential_against_independent_quadrature(name):
     """Φ_i(s) = ∫₀ˢ φ_i from the Gauss–Legendre rule agrees with scipy's adaptive quad."""
@@ -118,14 +130,7 @@ def test_cascade_potential_against_independent_quadrature(name):
     with torch.no_grad():
         ours = ridge_integral(model.profile, s, model.profile_gain())[0]
     for i in range(5):
-
-        def phi(t, i=i):
-            row = torch.zeros(1, 5, dtype=F64)
-            row[0, i] = t
-            with torch.no_grad():
-                return float(model.profile(row)[0, i])
-
-        expected, _ = quad(phi, 0.0, float(s[0, i]), epsabs=1e-13, epsrel=1e-13, limit=200)
+        expected = _scipy_ridge_integral(model, i, float(s[0, i]))
         assert abs(float(ours[i]) - expected) <= 1e-11 * max(1.0, abs(expected))
 
 
@@ -282,12 +287,5 @@ def test_tabulated_quadrature_against_scipy(name):
         ours = ridge_integral_tabulated(_counting_profile(model, s, [0]), s, model.profile_gain())
     for r in range(2):
         for i in range(5):
-
-            def phi(t, i=i):
-                row = torch.zeros(1, 5, dtype=F64)
-                row[0, i] = t
-                with torch.no_grad():
-                    return float(model.profile(row)[0, i])
-
-            expected, _ = quad(phi, 0.0, float(s[r, i]), epsabs=1e-13, epsrel=1e-13, limit=200)
+            expected = _scipy_ridge_integral(model, i, float(s[r, i]))
             assert abs(float(ours[r, i]) - expected) <= 1e-11 * max(1.0, abs(expected))

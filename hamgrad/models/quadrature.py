@@ -86,16 +86,32 @@ def ridge_integral(
     if n_panels is None:
         n_panels = panels_needed(s, gain)
     frac, weights = composite_rule(n_panels, nodes_per_panel, s.dtype, s.device)
-    m_total = frac.shape[0]
+    return s * _weighted_profile_sum(profile, None, s, frac, weights)
+
+
+def _weighted_profile_sum(
+    profile: Callable[[torch.Tensor], torch.Tensor],
+    start: torch.Tensor | None,
+    length: torch.Tensor,
+    fractions: torch.Tensor,
+    weights: torch.Tensor,
+) -> torch.Tensor:
+    """``Σ_j weights_j · profile(start + fractions_j · length)`` (``start`` None: 0), ``(N, h)``.
+
+    ``profile`` maps ``(M, h) -> (M, h)``; the nodes are taken in chunks so that at most
+    :data:`CHUNK_ELEMENTS` profile values are held at once.
+    """
+    n, h = length.shape
     chunk = max(1, CHUNK_ELEMENTS // max(1, n * h))
     acc = None
-    for start in range(0, m_total, chunk):
-        fr = frac[start : start + chunk]
-        pts = fr[:, None, None] * s.unsqueeze(0)  # (m, N, h)
+    for first in range(0, fractions.shape[0], chunk):
+        pts = fractions[first : first + chunk, None, None] * length.unsqueeze(0)  # (m, N, h)
+        if start is not None:
+            pts = start.unsqueeze(0) + pts
         vals = profile(pts.reshape(-1, h)).reshape(pts.shape)
-        part = torch.tensordot(weights[start : start + chunk], vals, dims=1)
+        part = torch.tensordot(weights[first : first + chunk], vals, dims=1)
         acc = part if acc is None else acc + part
-    return s * acc
+    return acc
 
 
 def _grid_side(extent: torch.Tensor, gain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,12 +198,4 @@ def ridge_integral_tabulated(
     base = table[cols, kk]
     anchor = kk.to(s.dtype) * stp
     d = s - anchor
-    pts = anchor.unsqueeze(0) + u[:, None, None] * d.unsqueeze(0)  # (nodes, N, h)
-    chunk = max(1, CHUNK_ELEMENTS // (n * h))
-    acc = None
-    for start in range(0, nodes_per_panel, chunk):
-        p = pts[start : start + chunk]
-        vals = unit_profile(p.reshape(-1, h), None).reshape(p.shape)
-        part = torch.tensordot(w[start : start + chunk], vals, dims=1)
-        acc = part if acc is None else acc + part
-    return base + d * acc
+    return base + d * _weighted_profile_sum(lambda t: unit_profile(t, None), anchor, d, u, w)

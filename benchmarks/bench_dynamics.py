@@ -83,13 +83,7 @@ GRADNET_LR = 1e-2  # the GradNets' best of {1e-3, 1e-2, 3e-2} on two-body (1000-
 GRADNET: dict[str, dict[str, Any]] = {
     "two-body": {"model": "gradnet-c", "kinetic_model": None, "width": 256, "lr": GRADNET_LR},
     "spring-mass": {"model": "gradnet-m", "separable": False, "width": 64, "lr": GRADNET_LR},
-    "pendulum": {
-        "model": "gradnet-c",
-        "kinetic_model": "mgradnet-m",
-        "width": 32,
-        "lr": 3e-3,
-        "model_options": {},
-    },
+    "pendulum": {"model": "gradnet-c", "kinetic_model": "mgradnet-m", "width": 32, "lr": 3e-3},
 }
 BASELINE_LR = 1e-3  # HNN's published learning rate (the MLP baseline used the same)
 

@@ -30,9 +30,10 @@ from hamgrad.models.activations import (
     make_activation,
 )
 from hamgrad.models.base import GradientModel, like
-from hamgrad.models.cascade_kernel import CascadeCore, cascade_core_reference
+from hamgrad.models.cascade_kernel import cascade_core_reference
+from hamgrad.models.cascade_native import core_for, skinny_available, skinny_cascade_field
 from hamgrad.models.quadrature import ridge_integral_tabulated
-from hamgrad.models.tied import check_fused, tied_field, use_fused
+from hamgrad.models.tied import SKINNY_DIM, check_fused, tied_field, use_fused
 from hamgrad.validation import check_choice, check_positive_int
 
 
@@ -160,7 +161,9 @@ class CascadeGradNet(GradientModel):
     def _field(self, x: torch.Tensor) -> torch.Tensor:
         weight, out_bias = like(self.weight, x), like(self.out_bias, x)
         if use_fused(self.fused, x.shape[0] * self.width):
-            return tied_field(CascadeCore, x, weight, out_bias, *self.core_coefficients(x))
+            if self.dim < SKINNY_DIM and skinny_available(x):
+                return skinny_cascade_field(x, weight, out_bias, *self.core_coefficients(x))
+            return tied_field(core_for(x), x, weight, out_bias, *self.core_coefficients(x))
         return torch.addmm(out_bias, self.profile(x @ weight.T), weight)
 
     def _potential(self, x: torch.Tensor) -> torch.Tensor:

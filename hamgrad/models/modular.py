@@ -29,8 +29,10 @@ from hamgrad.models.activations import (
     make_activation,
 )
 from hamgrad.models.base import GradientModel, like
-from hamgrad.models.cascade_kernel import CascadeCore
+from hamgrad.models.cascade_native import core_for, skinny_available, skinny_cascade_field
 from hamgrad.models.modular_kernel import SoftmaxPairCore, skinny_softmax_field
+from hamgrad.models.modular_native import available as native_available
+from hamgrad.models.modular_native import native_skinny_softmax_field
 from hamgrad.models.tied import SKINNY_DIM, check_fused, tied_field, use_fused
 from hamgrad.validation import check_choice, check_positive_int
 
@@ -144,7 +146,8 @@ class ModularGradNet(GradientModel):
         c1, c2 = self._stacked_coefficients(x)
         out_bias = like(self.out_bias, x)
         if self.group and d < SKINNY_DIM:
-            return skinny_softmax_field(
+            skinny = native_skinny_softmax_field if native_available(x) else skinny_softmax_field
+            return skinny(
                 x,
                 weight,
                 out_bias,
@@ -172,7 +175,9 @@ class ModularGradNet(GradientModel):
             (a * c1).reshape(1, k * h),
             (a * c2).reshape(1, k * h),
         )
-        return tied_field(CascadeCore, x, weight, out_bias, *theta)
+        if d < SKINNY_DIM and skinny_available(x):
+            return skinny_cascade_field(x, weight, out_bias, *theta)
+        return tied_field(core_for(x), x, weight, out_bias, *theta)
 
     def _field_literal(self, x: torch.Tensor) -> torch.Tensor:
         """The published equations, one module at a time."""

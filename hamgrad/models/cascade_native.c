@@ -1,0 +1,257 @@
+/* The cascade core of GradNet-C in one pass over memory (see cascade_native.py).
+ *
+ * Arrays are row-major and contiguous. `s`, `y`, `sg`, `v`, `g`, `g_s` hold (N, h) values; the
+ * coefficient arrays (L, h). Each call handles the columns [c0, c1) of every row, so callers may
+ * run disjoint column ranges concurrently (the per-column sums never collide).
+ *
+ * Forward, in the y = 2z form of cascade_kernel.py:
+ *   y_1 = b2_1 s + k_1,  y_l = b2_l s + k_l + p4_{l-1} sg_{l-1} + Q_{l-1} y_{l-1},  sg_l = sigmoid(y_l)
+ *   v   = 2 P_L sg_L + Q_L y_L / 2 - P_L
+ * Backward, from g = dl/dv (overwritten, row by row, with the running gradient):
+ *   dP_l += g (2 sg_l - 1),  dQ_l += g y_l / 2,  g <- g (Q_l + p4_l sg_l (1 - sg_l)),
+ *   dc_l += g,  dbeta_l += g s,  g_s += beta_l g
+ */
+#include <math.h>
+#include <stddef.h>
+
+#define DEFINE_CASCADE(T, SUFFIX, EXP)                                                          \
+    void cascade_forward_##SUFFIX(const T *restrict s, const T *restrict b2,                  \
+                                  const T *restrict k, const T *restrict p4,                  \
+                                  const T *restrict Q, const T *restrict P, T *restrict y,    \
+                                  T *restrict sg, T *restrict v, ptrdiff_t layers,            \
+                                  ptrdiff_t n, ptrdiff_t h, ptrdiff_t c0, ptrdiff_t c1)       \
+    {                                                                                          \
+        const ptrdiff_t plane = n * h;                                                         \
+        const T *restrict PL = P + (layers - 1) * h;                                           \
+        const T *restrict QL = Q + (layers - 1) * h;                                           \
+        for (ptrdiff_t r = 0; r < n; ++r) {                                                    \
+            const ptrdiff_t row = r * h;                                                       \
+            for (ptrdiff_t l = 0; l < layers; ++l) {                                           \
+                const T *restrict bl = b2 + l * h;                                             \
+                const T *restrict kl = k + l * h;                                              \
+                T *restrict yl = y + l * plane + row;                                          \
+                T *restrict sl = sg + l * plane + row;                                         \
+                if (l == 0) {                                                                  \
+                    for (ptrdiff_t i = c0; i < c1; ++i) {                                      \
+                        const T yi = bl[i] * s[row + i] + kl[i];                               \
+                        yl[i] = yi;                                                            \
+                        sl[i] = (T)1 / ((T)1 + EXP(-yi));                                      \
+                    }                                                                          \
+                } else {                                                                       \
+                    const T *restrict pp = p4 + (l - 1) * h;                                   \
+                    const T *restrict qp = Q + (l - 1) * h;                                    \
+                    const T *restrict yp = yl - plane;                                         \
+                    const T *restrict sp = sl - plane;                                         \
+                    for (ptrdiff_t i = c0; i < c1; ++i) {                                      \
+                        const T yi = bl[i] * s[row + i] + kl[i] + pp[i] * sp[i] + qp[i] * yp[i]; \
+                        yl[i] = yi;                                                            \
+                        sl[i] = (T)1 / ((T)1 + EXP(-yi));                                      \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+            const T *restrict yL = y + (layers - 1) * plane + row;                             \
+            const T *restrict sL = sg + (layers - 1) * plane + row;                            \
+            for (ptrdiff_t i = c0; i < c1; ++i)                                                \
+                v[row + i] = (T)2 * PL[i] * sL[i] + (T)0.5 * QL[i] * yL[i] - PL[i];            \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
+    void cascade_backward_##SUFFIX(const T *restrict s, const T *restrict beta,               \
+                                   const T *restrict p4, const T *restrict Q,                 \
+                                   const T *restrict y, const T *restrict sg, T *restrict g,  \
+                                   T *restrict g_s, T *restrict d_beta, T *restrict d_c,      \
+                                   T *restrict d_p, T *restrict d_q, ptrdiff_t layers,        \
+                                   ptrdiff_t n, ptrdiff_t h, ptrdiff_t c0, ptrdiff_t c1)      \
+    {                                                                                          \
+        const ptrdiff_t plane = n * h;                                                         \
+        for (ptrdiff_t l = 0; l < layers; ++l)                                                 \
+            for (ptrdiff_t i = c0; i < c1; ++i) {                                              \
+                d_beta[l * h + i] = 0;                                                         \
+                d_c[l * h + i] = 0;                                                            \
+                d_p[l * h + i] = 0;                                                            \
+                d_q[l * h + i] = 0;                                                            \
+            }                                                                                  \
+        for (ptrdiff_t r = 0; r < n; ++r) {                                                    \
+            const ptrdiff_t row = r * h;                                                       \
+            T *restrict gr = g + row;                                                          \
+            T *restrict gsr = g_s + row;                                                       \
+            const T *restrict sr = s + row;                                                    \
+            for (ptrdiff_t i = c0; i < c1; ++i)                                                \
+                gsr[i] = 0;                                                                    \
+            for (ptrdiff_t l = layers - 1; l >= 0; --l) {                                      \
+                const T *restrict yl = y + l * plane + row;                                    \
+                const T *restrict sl = sg + l * plane + row;                                   \
+                const T *restrict pl = p4 + l * h;                                             \
+                const T *restrict ql = Q + l * h;                                              \
+                const T *restrict bl = beta + l * h;                                           \
+                T *restrict dbl = d_beta + l * h;                                              \
+                T *restrict dcl = d_c + l * h;                                                 \
+                T *restrict dpl = d_p + l * h;                                                 \
+                T *restrict dql = d_q + l * h;                                                 \
+                for (ptrdiff_t i = c0; i < c1; ++i) {                                          \
+                    const T gi = gr[i], si = sl[i];                                            \
+                    dpl[i] += gi * ((T)2 * si - (T)1);                                         \
+                    dql[i] += (T)0.5 * gi * yl[i];                                             \
+                    const T gn = gi * (ql[i] + pl[i] * si * ((T)1 - si));                      \
+                    gr[i] = gn;                                                                \
+                    dcl[i] += gn;                                                              \
+                    dbl[i] += gn * sr[i];                                                      \
+                    gsr[i] += bl[i] * gn;                                                      \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+DEFINE_CASCADE(float, f32, expf)
+DEFINE_CASCADE(double, f64, exp)
+
+/* Skinny variant (small d): the products with W run inside the loops, so no (N, h) array is ever
+ * written. `wt` is W transposed, (d, h). Rows [r0, r1) are handled, in blocks of CHUNK columns so
+ * that a block's accumulators and row values stay in L1 cache. `rows` is per-thread scratch of
+ * (4 + 2L) CHUNK values, `acc` per-thread accumulators of (4L + d) h values (zeroed by the
+ * caller): dbeta, dc, dP, dQ (each (L, h)) and dWt (d, h) = (v^T g_f + g_s^T x)^T.
+ *
+ * forward: f = c + v W for rows [r0, r1) (f is (N, d)).
+ * backward: recomputes the forward of each row, then back-propagates g_v = g_f W^T; writes
+ * g_x = g_s W when gx is not NULL.
+ */
+#define CHUNK 256
+
+#define DEFINE_SKINNY(T, SUFFIX, EXP)                                                           \
+    /* forward of one row over the columns [c0, c0 + m): s, y_l, sg_l, v into the row buffers */ \
+    static void skinny_row_##SUFFIX(const T *restrict xr, const T *restrict wt,                \
+                                    const T *restrict b2, const T *restrict k,                 \
+                                    const T *restrict p4, const T *restrict Q,                 \
+                                    const T *restrict P, T *restrict srow, T *restrict y,      \
+                                    T *restrict sg, T *restrict v, ptrdiff_t layers,           \
+                                    ptrdiff_t h, ptrdiff_t d, ptrdiff_t c0, ptrdiff_t m)       \
+    {                                                                                          \
+        for (ptrdiff_t i = 0; i < m; ++i)                                                      \
+            srow[i] = 0;                                                                       \
+        for (ptrdiff_t j = 0; j < d; ++j) {                                                    \
+            const T xj = xr[j];                                                                \
+            const T *restrict wj = wt + j * h + c0;                                            \
+            for (ptrdiff_t i = 0; i < m; ++i)                                                  \
+                srow[i] += xj * wj[i];                                                         \
+        }                                                                                      \
+        for (ptrdiff_t l = 0; l < layers; ++l) {                                               \
+            const T *restrict bl = b2 + l * h + c0, *restrict kl = k + l * h + c0;             \
+            T *restrict yl = y + l * CHUNK, *restrict sl = sg + l * CHUNK;                     \
+            if (l == 0) {                                                                      \
+                for (ptrdiff_t i = 0; i < m; ++i) {                                            \
+                    const T yi = bl[i] * srow[i] + kl[i];                                      \
+                    yl[i] = yi;                                                                \
+                    sl[i] = (T)1 / ((T)1 + EXP(-yi));                                          \
+                }                                                                              \
+            } else {                                                                           \
+                const T *restrict pp = p4 + (l - 1) * h + c0, *restrict qp = Q + (l - 1) * h + c0; \
+                const T *restrict yp = yl - CHUNK, *restrict sp = sl - CHUNK;                  \
+                for (ptrdiff_t i = 0; i < m; ++i) {                                            \
+                    const T yi = bl[i] * srow[i] + kl[i] + pp[i] * sp[i] + qp[i] * yp[i];      \
+                    yl[i] = yi;                                                                \
+                    sl[i] = (T)1 / ((T)1 + EXP(-yi));                                          \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+        const T *restrict PL = P + (layers - 1) * h + c0, *restrict QL = Q + (layers - 1) * h + c0; \
+        const T *restrict yL = y + (layers - 1) * CHUNK, *restrict sL = sg + (layers - 1) * CHUNK; \
+        for (ptrdiff_t i = 0; i < m; ++i)                                                      \
+            v[i] = (T)2 * PL[i] * sL[i] + (T)0.5 * QL[i] * yL[i] - PL[i];                      \
+    }                                                                                          \
+                                                                                               \
+    static T dot_##SUFFIX(const T *restrict a, const T *restrict b, ptrdiff_t m)               \
+    {                                                                                          \
+        T acc = 0;                                                                             \
+        for (ptrdiff_t i = 0; i < m; ++i)                                                      \
+            acc += a[i] * b[i];                                                                \
+        return acc;                                                                            \
+    }                                                                                          \
+                                                                                               \
+    void cascade_skinny_forward_##SUFFIX(                                                      \
+        const T *restrict x, const T *restrict wt, const T *restrict c, const T *restrict b2,  \
+        const T *restrict k, const T *restrict p4, const T *restrict Q, const T *restrict P,   \
+        T *restrict f, T *restrict rows, ptrdiff_t layers, ptrdiff_t h, ptrdiff_t d,           \
+        ptrdiff_t r0, ptrdiff_t r1)                                                            \
+    {                                                                                          \
+        T *srow = rows, *v = rows + CHUNK, *y = rows + 4 * CHUNK, *sg = y + layers * CHUNK;    \
+        for (ptrdiff_t r = r0; r < r1; ++r)                                                    \
+            for (ptrdiff_t j = 0; j < d; ++j)                                                  \
+                f[r * d + j] = c[j];                                                           \
+        for (ptrdiff_t c0 = 0; c0 < h; c0 += CHUNK) {                                          \
+            const ptrdiff_t m = h - c0 < CHUNK ? h - c0 : CHUNK;                               \
+            for (ptrdiff_t r = r0; r < r1; ++r) {                                              \
+                skinny_row_##SUFFIX(x + r * d, wt, b2, k, p4, Q, P, srow, y, sg, v, layers, h, \
+                                    d, c0, m);                                                 \
+                for (ptrdiff_t j = 0; j < d; ++j)                                              \
+                    f[r * d + j] += dot_##SUFFIX(v, wt + j * h + c0, m);                       \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
+    void cascade_skinny_backward_##SUFFIX(                                                     \
+        const T *restrict x, const T *restrict wt, const T *restrict b2, const T *restrict k,  \
+        const T *restrict p4, const T *restrict Q, const T *restrict P,                        \
+        const T *restrict beta, const T *restrict gf, T *restrict gx, T *restrict rows,        \
+        T *restrict acc, ptrdiff_t layers, ptrdiff_t h, ptrdiff_t d, ptrdiff_t r0,             \
+        ptrdiff_t r1)                                                                          \
+    {                                                                                          \
+        T *srow = rows, *v = rows + CHUNK, *g = rows + 2 * CHUNK, *gs = rows + 3 * CHUNK;      \
+        T *y = rows + 4 * CHUNK, *sg = y + layers * CHUNK;                                     \
+        if (gx)                                                                                \
+            for (ptrdiff_t r = r0; r < r1; ++r)                                                \
+                for (ptrdiff_t j = 0; j < d; ++j)                                              \
+                    gx[r * d + j] = 0;                                                         \
+        for (ptrdiff_t c0 = 0; c0 < h; c0 += CHUNK) {                                          \
+            const ptrdiff_t m = h - c0 < CHUNK ? h - c0 : CHUNK;                               \
+            for (ptrdiff_t r = r0; r < r1; ++r) {                                              \
+                const T *restrict xr = x + r * d, *restrict gfr = gf + r * d;                  \
+                skinny_row_##SUFFIX(xr, wt, b2, k, p4, Q, P, srow, y, sg, v, layers, h, d, c0, \
+                                    m);                                                        \
+                for (ptrdiff_t i = 0; i < m; ++i) {                                            \
+                    g[i] = 0;                                                                  \
+                    gs[i] = 0;                                                                 \
+                }                                                                              \
+                for (ptrdiff_t j = 0; j < d; ++j) {                                            \
+                    const T gj = gfr[j];                                                       \
+                    const T *restrict wj = wt + j * h + c0;                                    \
+                    for (ptrdiff_t i = 0; i < m; ++i)                                          \
+                        g[i] += gj * wj[i];                                                    \
+                }                                                                              \
+                for (ptrdiff_t l = layers - 1; l >= 0; --l) {                                  \
+                    const T *restrict yl = y + l * CHUNK, *restrict sl = sg + l * CHUNK;       \
+                    const T *restrict pl = p4 + l * h + c0, *restrict ql = Q + l * h + c0;     \
+                    const T *restrict bl = beta + l * h + c0;                                  \
+                    T *restrict dbl = acc + l * h + c0;                                        \
+                    T *restrict dcl = acc + (layers + l) * h + c0;                             \
+                    T *restrict dpl = acc + (2 * layers + l) * h + c0;                         \
+                    T *restrict dql = acc + (3 * layers + l) * h + c0;                         \
+                    for (ptrdiff_t i = 0; i < m; ++i) {                                        \
+                        const T gi = g[i], si = sl[i];                                         \
+                        dpl[i] += gi * ((T)2 * si - (T)1);                                     \
+                        dql[i] += (T)0.5 * gi * yl[i];                                         \
+                        const T gn = gi * (ql[i] + pl[i] * si * ((T)1 - si));                  \
+                        g[i] = gn;                                                             \
+                        dcl[i] += gn;                                                          \
+                        dbl[i] += gn * srow[i];                                                \
+                        gs[i] += bl[i] * gn;                                                   \
+                    }                                                                          \
+                }                                                                              \
+                T *restrict dwt = acc + 4 * layers * h + c0;                                   \
+                for (ptrdiff_t j = 0; j < d; ++j) {                                            \
+                    const T xj = xr[j], gj = gfr[j];                                           \
+                    T *restrict dj = dwt + j * h;                                              \
+                    for (ptrdiff_t i = 0; i < m; ++i)                                          \
+                        dj[i] += gs[i] * xj + v[i] * gj;                                       \
+                }                                                                              \
+                if (gx)                                                                        \
+                    for (ptrdiff_t j = 0; j < d; ++j)                                          \
+                        gx[r * d + j] += dot_##SUFFIX(gs, wt + j * h + c0, m);                 \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+DEFINE_SKINNY(float, f32, expf)
+DEFINE_SKINNY(double, f64, exp)
+
+/* Columns per block of the skinny loops (the row scratch holds (4 + 2L) of these). */
+ptrdiff_t cascade_skinny_chunk(void) { return CHUNK; }

@@ -1,0 +1,188 @@
+"""The GradNet-C cascade core compiled from C (``cascade_native.c``), one pass per direction.
+
+Same interface and arithmetic as :class:`hamgrad.models.cascade_kernel.CascadeCore` (the
+``y = 2z`` sigmoid form), but each direction is one loop over the rows that keeps a row's
+``L`` layers in L1 cache: the forward pass reads ``s`` once and writes ``y_ℓ, sg_ℓ, v``; the
+backward pass reads them once, writes ``g_s`` and accumulates every per-unit parameter gradient
+on the way (no ``(L, N, h)`` gradient stack, no separate reductions). :func:`core_for` picks it
+when the compiled library is available (:mod:`hamgrad.models.native`) and the tensors are
+CPU float32/float64; otherwise the torch kernel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+
+from hamgrad.models import native
+from hamgrad.models.cascade_kernel import CascadeCore, _prepare, cascade_core_reference
+
+_P = ctypes.c_void_p
+_I = ctypes.c_ssize_t
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+
+
+def _library():
+    lib = native.load("cascade_native")
+    if lib is not None and not getattr(lib, "_hamgrad_typed", False):
+        for suffix in _SUFFIX.values():
+            getattr(lib, f"cascade_forward_{suffix}").argtypes = [_P] * 9 + [_I] * 5
+            getattr(lib, f"cascade_backward_{suffix}").argtypes = [_P] * 12 + [_I] * 5
+            getattr(lib, f"cascade_skinny_forward_{suffix}").argtypes = [_P] * 10 + [_I] * 5
+            getattr(lib, f"cascade_skinny_backward_{suffix}").argtypes = [_P] * 12 + [_I] * 5
+        lib.cascade_skinny_chunk.restype = _I
+        lib._hamgrad_typed = True
+    return lib
+
+
+def _chunk() -> int:
+    """Columns per block of the skinny C loops (sizes their per-thread row scratch)."""
+    return int(_library().cascade_skinny_chunk())
+
+
+def _c(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().contiguous()
+
+
+class NativeCascadeCore:
+    """Core object for :func:`hamgrad.models.tied.tied_field` running the compiled loops."""
+
+    tag = "cascade-native"
+    reference = staticmethod(cascade_core_reference)
+
+    @staticmethod
+    def n_keep(theta) -> int:
+        return 2 * theta[0].shape[0] + 1
+
+    n_roll = n_keep
+
+    @staticmethod
+    def n_work(theta) -> int:
+        return 1
+
+    @staticmethod
+    def forward(s, theta, bufs, keep):
+        beta, cb, P, Q = theta
+        layers = beta.shape[0]
+        n, h = s.shape
+        b2, const, p4 = _prepare(beta.detach(), cb.detach(), P.detach())
+        v = bufs[2 * layers]
+        args = [s, b2, const, p4, _c(Q), _c(P), bufs[0], bufs[layers], v]  # keeps them alive
+        fn = getattr(_library(), f"cascade_forward_{_SUFFIX[s.dtype]}")
+        native.run_columns(fn, n, h, *map(native.pointer, args), layers)
+        return v
+
+    @staticmethod
+    def backward(s, theta, kept, work, needs, x=None, weight=None, need_s=True):
+        """``work = [g_s | g_v]``; returns ``(g_s, None, ∂β̃, ∂c, ∂P, ∂Q)`` (all computed)."""
+        beta, cb, P, Q = theta
+        layers = beta.shape[0]
+        n, h = s.shape
+        grads = torch.empty((4, layers, h), dtype=s.dtype, device=s.device)
+        g_s, g_v = work[0], work[1]
+        args = [s, _c(beta), 4.0 * P.detach(), _c(Q), kept[0], kept[layers], g_v, g_s, *grads]
+        fn = getattr(_library(), f"cascade_backward_{_SUFFIX[s.dtype]}")
+        native.run_columns(fn, n, h, *map(native.pointer, args), layers)
+        d_beta, d_cb, d_p, d_q = grads.unbind(0)
+        return g_s, None, d_beta, d_cb, d_p, d_q
+
+
+class _SkinnyCascadeField(torch.autograd.Function):
+    """``f = Wᵀ core(x Wᵀ) + c`` with every ``(N, h)`` quantity kept inside the C loops.
+
+    Nothing of size ``(N, h)`` is stored: the backward pass recomputes each row's forward pass
+    (the ``L`` sigmoids again) in cache, which costs less than writing and reading the layers.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, beta, cb, P, Q):
+        n, d = x.shape
+        h = weight.shape[0]
+        layers = beta.shape[0]
+        f = torch.empty((n, d), dtype=x.dtype, device=x.device)
+        ranges = native.row_ranges(n, native.thread_count(n, h))
+        rows = torch.empty((len(ranges), (4 + 2 * layers) * _chunk()), dtype=x.dtype)
+        args = [_c(x), *_skinny_coefficients(weight, beta, cb, P, Q), _c(bias), f]
+        ptr = native.pointer
+        x_, wt, b2, const, p4, Q_, P_, _, c, f_ = map(ptr, args)
+        head = [x_, wt, c, b2, const, p4, Q_, P_, f_]
+        fn = getattr(_library(), f"cascade_skinny_forward_{_SUFFIX[x.dtype]}")
+        native.run_parallel(
+            [
+                (lambda r=r, a=a, b=b: fn(*head, ptr(rows[r]), layers, h, d, a, b))
+                for r, (a, b) in enumerate(ranges)
+            ]
+        )
+        ctx.save_for_backward(x, weight, bias, beta, cb, P, Q)
+        return f
+
+    @staticmethod
+    def backward(ctx, g_f):
+        x, weight, bias, beta, cb, P, Q = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the reference
+            return _reference_backward(x, weight, bias, (beta, cb, P, Q), needs, g_f)
+        n, d = x.shape
+        h = weight.shape[0]
+        layers = beta.shape[0]
+        ranges = native.row_ranges(n, native.thread_count(n, h))
+        rows = torch.empty((len(ranges), (4 + 2 * layers) * _chunk()), dtype=x.dtype)
+        acc = torch.zeros((len(ranges), (4 * layers + d) * h), dtype=x.dtype)
+        g_x = torch.empty((n, d), dtype=x.dtype) if needs[0] else None
+        args = [_c(x), *_skinny_coefficients(weight, beta, cb, P, Q), _c(g_f)]
+        ptr = native.pointer
+        head = [*map(ptr, args), ptr(g_x) if g_x is not None else None]
+        fn = getattr(_library(), f"cascade_skinny_backward_{_SUFFIX[x.dtype]}")
+        native.run_parallel(
+            [
+                (lambda r=r, a=a, b=b: fn(*head, ptr(rows[r]), ptr(acc[r]), layers, h, d, a, b))
+                for r, (a, b) in enumerate(ranges)
+            ]
+        )
+        total = acc.sum(0) if len(ranges) > 1 else acc[0]
+        d_beta, d_cb, d_p, d_q = total[: 4 * layers * h].view(4, layers, h).unbind(0)
+        d_w = total[4 * layers * h :].view(d, h).t()
+        d_bias = g_f.sum(0) if needs[2] else None
+        return g_x, d_w if needs[1] else None, d_bias, d_beta, d_cb, d_p, d_q
+
+
+def _skinny_coefficients(weight, beta, cb, P, Q) -> list[torch.Tensor]:
+    """``[Wᵀ, 2β̃, const, 4P, Q, P, β̃]`` detached and contiguous, in the C argument order."""
+    b2, const, p4 = _prepare(beta.detach(), cb.detach(), P.detach())
+    return [weight.detach().t().contiguous(), b2, const, p4, _c(Q), _c(P), _c(beta)]
+
+
+def _reference_backward(x, weight, bias, theta, needs, g_f):
+    inputs = (x, weight, bias, *theta)
+    with torch.enable_grad():
+        leaves = [
+            t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True) for t in inputs
+        ]
+        s = leaves[0] @ leaves[1].t()
+        out = torch.addmm(leaves[2], cascade_core_reference(s, *leaves[3:]), leaves[1])
+        chosen = [leaf for leaf, need in zip(leaves, needs, strict=True) if need]
+        grads = iter(torch.autograd.grad(out, chosen, g_f, create_graph=True))
+    return tuple(next(grads) if need else None for need in needs)
+
+
+def skinny_cascade_field(x, weight, bias, beta, cb, P, Q) -> torch.Tensor:
+    """``f(x)`` of the cascade for small ``d`` through the compiled skinny loops.
+
+    ``x`` ``(N, d)`` CPU float32/float64, ``weight`` ``(h, d)``, ``bias`` ``(d,)``, coefficients
+    ``(L, h)`` as :meth:`CascadeGradNet.core_coefficients` gives them. Requires the compiled
+    library (:func:`skinny_available`).
+    """
+    return _SkinnyCascadeField.apply(x, weight, bias, beta, cb, P, Q)
+
+
+def skinny_available(x: torch.Tensor) -> bool:
+    """Whether :func:`skinny_cascade_field` can take ``x``."""
+    return x.dim() == 2 and native.usable(x) and _library() is not None
+
+
+def core_for(x: torch.Tensor):
+    """The fastest cascade core available for tensors like ``x``."""
+    if native.usable(x) and _library() is not None:
+        return NativeCascadeCore
+    return CascadeCore

@@ -1,0 +1,150 @@
+/* The softmax-pair GradNet-M field for small d in one pass (see modular_native.py).
+ *
+ * K modules of h units; `wt` is W transposed, (d, K h); `r`, `a` (K h) the input scaling and
+ * bias, so that u = r (W x) + a. Per row and module:
+ *   sp = softmax(u), sm = softmax(-u), v = A_k sp - B_k sm, f = c + v W.
+ * sm comes from sp without a second exponential when the spread max(u) - min(u) is below
+ * `limit` (then exp(max - u_i) cannot overflow): sm_i = (1 / e_i) / sum_j (1 / e_j), e = exp(u - max).
+ * Backward, with g = g_f W^T and rho = <sp, g>, mu = <sm, g>:
+ *   dA_k += rho,  dB_k -= mu,  g_u = A sp (g - rho) + B sm (g - mu),
+ *   dr += g_u s,  da += g_u,  dWt += x g_u r + g_f v (each (d, K h) row),  g_x = (g_u r) W.
+ * Each module's columns are processed for all rows [r0, r1) before the next, so its
+ * accumulators stay in cache. `rows` is per-thread scratch of 6 h values; `acc` per-thread
+ * accumulators of (d + 2) K h + 2 K values (zeroed by the caller): dWt, dr, da, dA, dB.
+ */
+#include <math.h>
+#include <stddef.h>
+
+#define DEFINE_SOFTMAX(T, SUFFIX, EXP)                                                          \
+    /* one row, one module: s, sp, sm, v of the module's h units; returns nothing */            \
+    static void softmax_row_##SUFFIX(const T *restrict xr, const T *restrict wt,               \
+                                     const T *restrict r, const T *restrict a, T A, T B,       \
+                                     T *restrict s, T *restrict sp, T *restrict sm,            \
+                                     T *restrict v, ptrdiff_t hk, ptrdiff_t d, ptrdiff_t c0,   \
+                                     ptrdiff_t h, T limit)                                     \
+    {                                                                                          \
+        for (ptrdiff_t i = 0; i < h; ++i)                                                      \
+            s[i] = 0;                                                                          \
+        for (ptrdiff_t j = 0; j < d; ++j) {                                                    \
+            const T xj = xr[j];                                                                \
+            const T *restrict wj = wt + j * hk + c0;                                           \
+            for (ptrdiff_t i = 0; i < h; ++i)                                                  \
+                s[i] += xj * wj[i];                                                            \
+        }                                                                                      \
+        T hi = r[c0] * s[0] + a[c0], lo = hi; /* no infinities: built with -ffast-math */       \
+        for (ptrdiff_t i = 0; i < h; ++i) {                                                    \
+            const T u = r[c0 + i] * s[i] + a[c0 + i];                                          \
+            sp[i] = u;                                                                         \
+            hi = u > hi ? u : hi;                                                              \
+            lo = u < lo ? u : lo;                                                              \
+        }                                                                                      \
+        T sum_p = 0, sum_m = 0;                                                                \
+        if (hi - lo < limit) {                                                                 \
+            for (ptrdiff_t i = 0; i < h; ++i) {                                                \
+                const T e = EXP(sp[i] - hi);                                                   \
+                sp[i] = e;                                                                     \
+                sm[i] = (T)1 / e;                                                              \
+                sum_p += e;                                                                    \
+                sum_m += sm[i];                                                                \
+            }                                                                                  \
+        } else {                                                                               \
+            for (ptrdiff_t i = 0; i < h; ++i) {                                                \
+                const T u = sp[i];                                                             \
+                sp[i] = EXP(u - hi);                                                           \
+                sm[i] = EXP(lo - u);                                                           \
+                sum_p += sp[i];                                                                \
+                sum_m += sm[i];                                                                \
+            }                                                                                  \
+        }                                                                                      \
+        const T inv_p = (T)1 / sum_p, inv_m = (T)1 / sum_m;                                    \
+        for (ptrdiff_t i = 0; i < h; ++i) {                                                    \
+            sp[i] *= inv_p;                                                                    \
+            sm[i] *= inv_m;                                                                    \
+            v[i] = A * sp[i] - B * sm[i];                                                      \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
+    static T mdot_##SUFFIX(const T *restrict p, const T *restrict q, ptrdiff_t m)              \
+    {                                                                                          \
+        T acc = 0;                                                                             \
+        for (ptrdiff_t i = 0; i < m; ++i)                                                      \
+            acc += p[i] * q[i];                                                                \
+        return acc;                                                                            \
+    }                                                                                          \
+                                                                                               \
+    void softmax_skinny_forward_##SUFFIX(                                                      \
+        const T *restrict x, const T *restrict wt, const T *restrict c, const T *restrict r,   \
+        const T *restrict a, const T *restrict A, const T *restrict B, T *restrict f,          \
+        T *restrict rows, T limit, ptrdiff_t k, ptrdiff_t h, ptrdiff_t d, ptrdiff_t r0,        \
+        ptrdiff_t r1)                                                                          \
+    {                                                                                          \
+        const ptrdiff_t hk = k * h;                                                            \
+        T *s = rows, *sp = rows + h, *sm = rows + 2 * h, *v = rows + 3 * h;                    \
+        for (ptrdiff_t n = r0; n < r1; ++n)                                                    \
+            for (ptrdiff_t j = 0; j < d; ++j)                                                  \
+                f[n * d + j] = c[j];                                                           \
+        for (ptrdiff_t m = 0; m < k; ++m) {                                                    \
+            const ptrdiff_t c0 = m * h;                                                        \
+            for (ptrdiff_t n = r0; n < r1; ++n) {                                              \
+                softmax_row_##SUFFIX(x + n * d, wt, r, a, A[m], B[m], s, sp, sm, v, hk, d, c0, \
+                                     h, limit);                                                \
+                for (ptrdiff_t j = 0; j < d; ++j)                                              \
+                    f[n * d + j] += mdot_##SUFFIX(v, wt + j * hk + c0, h);                     \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
+    void softmax_skinny_backward_##SUFFIX(                                                     \
+        const T *restrict x, const T *restrict wt, const T *restrict r, const T *restrict a,   \
+        const T *restrict A, const T *restrict B, const T *restrict gf, T *restrict gx,        \
+        T *restrict rows, T *restrict acc, T limit, ptrdiff_t k, ptrdiff_t h, ptrdiff_t d,     \
+        ptrdiff_t r0, ptrdiff_t r1)                                                            \
+    {                                                                                          \
+        const ptrdiff_t hk = k * h;                                                            \
+        T *s = rows, *sp = rows + h, *sm = rows + 2 * h, *v = rows + 3 * h;                    \
+        T *g = rows + 4 * h, *gu = rows + 5 * h;                                               \
+        T *dwt = acc, *dr = acc + d * hk, *da = dr + hk, *dA = da + hk, *dB = dA + k;          \
+        if (gx)                                                                                \
+            for (ptrdiff_t n = r0; n < r1; ++n)                                                \
+                for (ptrdiff_t j = 0; j < d; ++j)                                              \
+                    gx[n * d + j] = 0;                                                         \
+        for (ptrdiff_t m = 0; m < k; ++m) {                                                    \
+            const ptrdiff_t c0 = m * h;                                                        \
+            const T Am = A[m], Bm = B[m];                                                      \
+            const T *restrict rm = r + c0;                                                     \
+            T *restrict drm = dr + c0, *restrict dam = da + c0;                                \
+            for (ptrdiff_t n = r0; n < r1; ++n) {                                              \
+                const T *restrict xr = x + n * d, *restrict gfr = gf + n * d;                  \
+                softmax_row_##SUFFIX(xr, wt, r, a, Am, Bm, s, sp, sm, v, hk, d, c0, h, limit); \
+                for (ptrdiff_t i = 0; i < h; ++i)                                              \
+                    g[i] = 0;                                                                  \
+                for (ptrdiff_t j = 0; j < d; ++j) {                                            \
+                    const T gj = gfr[j];                                                       \
+                    const T *restrict wj = wt + j * hk + c0;                                   \
+                    for (ptrdiff_t i = 0; i < h; ++i)                                          \
+                        g[i] += gj * wj[i];                                                    \
+                }                                                                              \
+                const T rho = mdot_##SUFFIX(sp, g, h), mu = mdot_##SUFFIX(sm, g, h);           \
+                dA[m] += rho;                                                                  \
+                dB[m] -= mu;                                                                   \
+                for (ptrdiff_t i = 0; i < h; ++i) {                                            \
+                    const T gi = Am * sp[i] * (g[i] - rho) + Bm * sm[i] * (g[i] - mu);         \
+                    drm[i] += gi * s[i];                                                       \
+                    dam[i] += gi;                                                              \
+                    gu[i] = gi * rm[i];                                                        \
+                }                                                                              \
+                for (ptrdiff_t j = 0; j < d; ++j) {                                            \
+                    const T xj = xr[j], gj = gfr[j];                                           \
+                    T *restrict dj = dwt + j * hk + c0;                                        \
+                    for (ptrdiff_t i = 0; i < h; ++i)                                          \
+                        dj[i] += gu[i] * xj + v[i] * gj;                                       \
+                }                                                                              \
+                if (gx)                                                                        \
+                    for (ptrdiff_t j = 0; j < d; ++j)                                          \
+                        gx[n * d + j] += mdot_##SUFFIX(gu, wt + j * hk + c0, h);               \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+DEFINE_SOFTMAX(float, f32, expf)
+DEFINE_SOFTMAX(double, f64, exp)

@@ -1,0 +1,148 @@
+"""The softmax-family GradNet-M field for small ``d``, compiled from C (``modular_native.c``).
+
+The same map as :func:`hamgrad.models.modular_kernel.skinny_softmax_field`,
+``f = c + Σ_k W_kᵀ (A_k softmax(u_k) − B_k softmax(−u_k))`` with ``u = r ⊙ (W x) + a``, but
+no ``(N, K·h)`` array is ever written: the products with ``W`` (``d`` small) run inside the
+loops, one module at a time so that its accumulators stay in cache, and the backward pass
+recomputes each row's softmax pair instead of storing it (one exponential per unit: ``σ⁻``
+comes from the reciprocals of ``σ⁺``'s exponentials whenever that cannot overflow).
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+
+from hamgrad.models import native
+from hamgrad.models.modular_kernel import skinny_softmax_reference
+
+_P = ctypes.c_void_p
+_I = ctypes.c_ssize_t
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_REAL = {torch.float32: ctypes.c_float, torch.float64: ctypes.c_double}
+#: Largest ``max(u) − min(u)`` of a module for which ``σ⁻`` is taken from ``1/exp(u − max u)``:
+#: the reciprocals stay below ``e^limit``, far inside the dtype's range.
+SPREAD_LIMIT = {torch.float32: 60.0, torch.float64: 600.0}
+
+
+def _library():
+    lib = native.load("modular_native")
+    if lib is not None and not getattr(lib, "_hamgrad_typed", False):
+        for dtype, suffix in _SUFFIX.items():
+            real = _REAL[dtype]
+            getattr(lib, f"softmax_skinny_forward_{suffix}").argtypes = [_P] * 9 + [real] + [_I] * 5
+            getattr(lib, f"softmax_skinny_backward_{suffix}").argtypes = (
+                [_P] * 10 + [real] + [_I] * 5
+            )
+        lib._hamgrad_typed = True
+    return lib
+
+
+def _c(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().contiguous()
+
+
+def _split(n: int, hk: int):
+    ranges = native.row_ranges(n, native.thread_count(n, hk))
+    return ranges
+
+
+class _NativeSkinnySoftmaxField(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, A, B, in_scale, in_bias):
+        n, d = x.shape
+        k = A.shape[0]
+        hk = weight.shape[0]
+        h = hk // k
+        dtype = x.dtype
+        f = torch.empty((n, d), dtype=dtype)
+        ranges = _split(n, hk)
+        rows = torch.empty((len(ranges), 4 * h), dtype=dtype)
+        args = [_c(x), weight.detach().t().contiguous(), _c(bias), _c(in_scale), _c(in_bias)]
+        args += [_c(A), _c(B), f]  # all kept alive until the calls return
+        head = list(map(native.pointer, args))
+        limit = SPREAD_LIMIT[dtype]
+        fn = getattr(_library(), f"softmax_skinny_forward_{_SUFFIX[dtype]}")
+        native.run_parallel(
+            [
+                (
+                    lambda i=i, lo=lo, hi=hi: fn(
+                        *head, native.pointer(rows[i]), limit, k, h, d, lo, hi
+                    )
+                )
+                for i, (lo, hi) in enumerate(ranges)
+            ]
+        )
+        ctx.save_for_backward(x, weight, bias, A, B, in_scale, in_bias)
+        return f
+
+    @staticmethod
+    def backward(ctx, g_f):
+        x, weight, bias, A, B, in_scale, in_bias = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the reference
+            inputs = (x, weight, bias, A, B, in_scale, in_bias)
+            with torch.enable_grad():
+                leaves = [
+                    t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True)
+                    for t in inputs
+                ]
+                out = skinny_softmax_reference(*leaves)
+                chosen = [leaf for leaf, need in zip(leaves, needs, strict=True) if need]
+                grads = iter(torch.autograd.grad(out, chosen, g_f, create_graph=True))
+            return tuple(next(grads) if need else None for need in needs)
+        n, d = x.shape
+        k = A.shape[0]
+        hk = weight.shape[0]
+        h = hk // k
+        dtype = x.dtype
+        ranges = _split(n, hk)
+        rows = torch.empty((len(ranges), 6 * h), dtype=dtype)
+        acc = torch.zeros((len(ranges), (d + 2) * hk + 2 * k), dtype=dtype)
+        g_x = torch.empty((n, d), dtype=dtype) if needs[0] else None
+        args = [_c(x), weight.detach().t().contiguous(), _c(in_scale), _c(in_bias)]
+        args += [_c(A), _c(B), _c(g_f)]
+        head = [*map(native.pointer, args), None if g_x is None else native.pointer(g_x)]
+        limit = SPREAD_LIMIT[dtype]
+        fn = getattr(_library(), f"softmax_skinny_backward_{_SUFFIX[dtype]}")
+        native.run_parallel(
+            [
+                (
+                    lambda i=i, lo=lo, hi=hi: fn(
+                        *head,
+                        native.pointer(rows[i]),
+                        native.pointer(acc[i]),
+                        limit,
+                        k,
+                        h,
+                        d,
+                        lo,
+                        hi,
+                    )
+                )
+                for i, (lo, hi) in enumerate(ranges)
+            ]
+        )
+        total = acc.sum(0) if len(ranges) > 1 else acc[0]
+        d_w = total[: d * hk].view(d, hk).t()
+        d_r = total[d * hk : (d + 1) * hk]
+        d_a = total[(d + 1) * hk : (d + 2) * hk]
+        d_big_a = total[(d + 2) * hk : (d + 2) * hk + k]
+        d_big_b = total[(d + 2) * hk + k :]
+        d_c = g_f.sum(0) if needs[2] else None
+        grads = (g_x, d_w, d_c, d_big_a, d_big_b, d_r, d_a)
+        return tuple(g if need else None for g, need in zip(grads, needs, strict=True))
+
+
+def native_skinny_softmax_field(x, weight, bias, A, B, in_scale, in_bias) -> torch.Tensor:
+    """:func:`hamgrad.models.modular_kernel.skinny_softmax_field` through the compiled loops.
+
+    Requires :func:`available` (CPU float32/float64 and the compiled library).
+    """
+    return _NativeSkinnySoftmaxField.apply(x, weight, bias, A, B, in_scale, in_bias)
+
+
+def available(x: torch.Tensor) -> bool:
+    """Whether :func:`native_skinny_softmax_field` can take ``x``."""
+    return x.dim() == 2 and native.usable(x) and _library() is not None

@@ -15,22 +15,43 @@
 #include <math.h>
 #include <stddef.h>
 
+#define INLINE static inline __attribute__((always_inline))
+#define MAX_DIM 32 /* largest d of the skinny loops (hamgrad.models.tied.SKINNY_DIM) */
+#define ROWS 4     /* rows per block of the weight-gradient update */
+
 #define DEFINE_SOFTMAX(T, SUFFIX, EXP)                                                          \
+    /* s[i] = sum_j xr[j] w[j * hk + i], i < h (d is a constant where this is inlined) */      \
+    INLINE void matvec_##SUFFIX(const T *restrict xr, const T *restrict w, ptrdiff_t hk,       \
+                                ptrdiff_t h, ptrdiff_t d, T *restrict s)                       \
+    {                                                                                          \
+        for (ptrdiff_t i = 0; i < h; ++i) {                                                    \
+            T acc = 0;                                                                         \
+            for (ptrdiff_t j = 0; j < d; ++j)                                                  \
+                acc += xr[j] * w[j * hk + i];                                                  \
+            s[i] = acc;                                                                        \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
+    /* out[j] += sum_i v[i] w[j * hk + i], j < d */                                            \
+    INLINE void vecmat_##SUFFIX(const T *restrict v, const T *restrict w, ptrdiff_t hk,        \
+                                ptrdiff_t h, ptrdiff_t d, T *restrict out)                     \
+    {                                                                                          \
+        for (ptrdiff_t j = 0; j < d; ++j) {                                                    \
+            T acc = 0;                                                                         \
+            for (ptrdiff_t i = 0; i < h; ++i)                                                  \
+                acc += v[i] * w[j * hk + i];                                                   \
+            out[j] += acc;                                                                     \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
     /* one row, one module: s, sp, sm, v of the module's h units; returns nothing */            \
-    static void softmax_row_##SUFFIX(const T *restrict xr, const T *restrict wt,               \
+    INLINE void softmax_row_##SUFFIX(const T *restrict xr, const T *restrict wt,               \
                                      const T *restrict r, const T *restrict a, T A, T B,       \
                                      T *restrict s, T *restrict sp, T *restrict sm,            \
                                      T *restrict v, ptrdiff_t hk, ptrdiff_t d, ptrdiff_t c0,   \
                                      ptrdiff_t h, T limit)                                     \
     {                                                                                          \
-        for (ptrdiff_t i = 0; i < h; ++i)                                                      \
-            s[i] = 0;                                                                          \
-        for (ptrdiff_t j = 0; j < d; ++j) {                                                    \
-            const T xj = xr[j];                                                                \
-            const T *restrict wj = wt + j * hk + c0;                                           \
-            for (ptrdiff_t i = 0; i < h; ++i)                                                  \
-                s[i] += xj * wj[i];                                                            \
-        }                                                                                      \
+        matvec_##SUFFIX(xr, wt + c0, hk, h, d, s);                                             \
         T hi = r[c0] * s[0] + a[c0], lo = hi; /* no infinities: built with -ffast-math */       \
         for (ptrdiff_t i = 0; i < h; ++i) {                                                    \
             const T u = r[c0 + i] * s[i] + a[c0 + i];                                          \
@@ -72,7 +93,7 @@
         return acc;                                                                            \
     }                                                                                          \
                                                                                                \
-    void softmax_skinny_forward_##SUFFIX(                                                      \
+    INLINE void forward_body_##SUFFIX(                                                         \
         const T *restrict x, const T *restrict wt, const T *restrict c, const T *restrict r,   \
         const T *restrict a, const T *restrict A, const T *restrict B, T *restrict f,          \
         T *restrict rows, T limit, ptrdiff_t k, ptrdiff_t h, ptrdiff_t d, ptrdiff_t r0,        \
@@ -88,21 +109,20 @@
             for (ptrdiff_t n = r0; n < r1; ++n) {                                              \
                 softmax_row_##SUFFIX(x + n * d, wt, r, a, A[m], B[m], s, sp, sm, v, hk, d, c0, \
                                      h, limit);                                                \
-                for (ptrdiff_t j = 0; j < d; ++j)                                              \
-                    f[n * d + j] += mdot_##SUFFIX(v, wt + j * hk + c0, h);                     \
+                vecmat_##SUFFIX(v, wt + c0, hk, h, d, f + n * d);                              \
             }                                                                                  \
         }                                                                                      \
     }                                                                                          \
                                                                                                \
-    void softmax_skinny_backward_##SUFFIX(                                                     \
+    INLINE void backward_body_##SUFFIX(                                                        \
         const T *restrict x, const T *restrict wt, const T *restrict r, const T *restrict a,   \
         const T *restrict A, const T *restrict B, const T *restrict gf, T *restrict gx,        \
         T *restrict rows, T *restrict acc, T limit, ptrdiff_t k, ptrdiff_t h, ptrdiff_t d,     \
         ptrdiff_t r0, ptrdiff_t r1)                                                            \
     {                                                                                          \
         const ptrdiff_t hk = k * h;                                                            \
-        T *s = rows, *sp = rows + h, *sm = rows + 2 * h, *v = rows + 3 * h;                    \
-        T *g = rows + 4 * h, *gu = rows + 5 * h;                                               \
+        T *s = rows, *sp = rows + h, *sm = rows + 2 * h, *g = rows + 3 * h, *v = rows + 4 * h; \
+        T *gu = rows + (4 + ROWS) * h; /* v and gu hold ROWS rows each */                      \
         T *dwt = acc, *dr = acc + d * hk, *da = dr + hk, *dA = da + hk, *dB = dA + k;          \
         if (gx)                                                                                \
             for (ptrdiff_t n = r0; n < r1; ++n)                                                \
@@ -113,38 +133,94 @@
             const T Am = A[m], Bm = B[m];                                                      \
             const T *restrict rm = r + c0;                                                     \
             T *restrict drm = dr + c0, *restrict dam = da + c0;                                \
-            for (ptrdiff_t n = r0; n < r1; ++n) {                                              \
-                const T *restrict xr = x + n * d, *restrict gfr = gf + n * d;                  \
-                softmax_row_##SUFFIX(xr, wt, r, a, Am, Bm, s, sp, sm, v, hk, d, c0, h, limit); \
-                for (ptrdiff_t i = 0; i < h; ++i)                                              \
-                    g[i] = 0;                                                                  \
-                for (ptrdiff_t j = 0; j < d; ++j) {                                            \
-                    const T gj = gfr[j];                                                       \
-                    const T *restrict wj = wt + j * hk + c0;                                   \
-                    for (ptrdiff_t i = 0; i < h; ++i)                                          \
-                        g[i] += gj * wj[i];                                                    \
+            for (ptrdiff_t n0 = r0; n0 < r1; n0 += ROWS) {                                     \
+                T xs[ROWS][MAX_DIM], gs[ROWS][MAX_DIM]; /* zero for rows past r1 */           \
+                for (int q = 0; q < ROWS; ++q) {                                               \
+                    const ptrdiff_t n = n0 + q;                                                \
+                    T *restrict vq = v + q * h, *restrict guq = gu + q * h;                    \
+                    for (ptrdiff_t j = 0; j < d; ++j) {                                        \
+                        xs[q][j] = n < r1 ? x[n * d + j] : 0;                                  \
+                        gs[q][j] = n < r1 ? gf[n * d + j] : 0;                                 \
+                    }                                                                          \
+                    if (n >= r1) {                                                             \
+                        for (ptrdiff_t i = 0; i < h; ++i)                                      \
+                            vq[i] = guq[i] = 0;                                                \
+                        continue;                                                              \
+                    }                                                                          \
+                    const T *restrict xr = x + n * d, *restrict gfr = gf + n * d;              \
+                    softmax_row_##SUFFIX(xr, wt, r, a, Am, Bm, s, sp, sm, vq, hk, d, c0, h,    \
+                                         limit);                                               \
+                    matvec_##SUFFIX(gfr, wt + c0, hk, h, d, g);                                \
+                    const T rho = mdot_##SUFFIX(sp, g, h), mu = mdot_##SUFFIX(sm, g, h);       \
+                    dA[m] += rho;                                                              \
+                    dB[m] -= mu;                                                               \
+                    for (ptrdiff_t i = 0; i < h; ++i) {                                        \
+                        const T gi = Am * sp[i] * (g[i] - rho) + Bm * sm[i] * (g[i] - mu);     \
+                        drm[i] += gi * s[i];                                                   \
+                        dam[i] += gi;                                                          \
+                        guq[i] = gi * rm[i];                                                   \
+                    }                                                                          \
+                    if (gx)                                                                    \
+                        vecmat_##SUFFIX(guq, wt + c0, hk, h, d, gx + n * d);                   \
                 }                                                                              \
-                const T rho = mdot_##SUFFIX(sp, g, h), mu = mdot_##SUFFIX(sm, g, h);           \
-                dA[m] += rho;                                                                  \
-                dB[m] -= mu;                                                                   \
-                for (ptrdiff_t i = 0; i < h; ++i) {                                            \
-                    const T gi = Am * sp[i] * (g[i] - rho) + Bm * sm[i] * (g[i] - mu);         \
-                    drm[i] += gi * s[i];                                                       \
-                    dam[i] += gi;                                                              \
-                    gu[i] = gi * rm[i];                                                        \
-                }                                                                              \
+                /* dWt += sum over the ROWS rows of x gu + g_f v: one update per block */      \
                 for (ptrdiff_t j = 0; j < d; ++j) {                                            \
-                    const T xj = xr[j], gj = gfr[j];                                           \
                     T *restrict dj = dwt + j * hk + c0;                                        \
-                    for (ptrdiff_t i = 0; i < h; ++i)                                          \
-                        dj[i] += gu[i] * xj + v[i] * gj;                                       \
+                    for (ptrdiff_t i = 0; i < h; ++i) {                                        \
+                        T add = 0;                                                             \
+                        for (int q = 0; q < ROWS; ++q)                                         \
+                            add += gu[q * h + i] * xs[q][j] + v[q * h + i] * gs[q][j];         \
+                        dj[i] += add;                                                          \
+                    }                                                                          \
                 }                                                                              \
-                if (gx)                                                                        \
-                    for (ptrdiff_t j = 0; j < d; ++j)                                          \
-                        gx[n * d + j] += mdot_##SUFFIX(gu, wt + j * hk + c0, h);               \
             }                                                                                  \
         }                                                                                      \
     }
 
 DEFINE_SOFTMAX(float, f32, expf)
 DEFINE_SOFTMAX(double, f64, exp)
+
+/* The exported entry points: the loops specialised for the common small d (constant trip counts
+ * let the compiler keep the d products in registers), a generic version otherwise. */
+#define DISPATCH_D(CALL)                                                                        \
+    switch (d) {                                                                               \
+    case 1: CALL(1); break;                                                                    \
+    case 2: CALL(2); break;                                                                    \
+    case 3: CALL(3); break;                                                                    \
+    case 4: CALL(4); break;                                                                    \
+    case 6: CALL(6); break;                                                                    \
+    case 8: CALL(8); break;                                                                    \
+    case 12: CALL(12); break;                                                                  \
+    case 16: CALL(16); break;                                                                  \
+    default: CALL(d);                                                                          \
+    }
+
+#define DEFINE_ENTRIES(T, SUFFIX)                                                               \
+    void softmax_skinny_forward_##SUFFIX(                                                      \
+        const T *restrict x, const T *restrict wt, const T *restrict c, const T *restrict r,   \
+        const T *restrict a, const T *restrict A, const T *restrict B, T *restrict f,          \
+        T *restrict rows, T limit, ptrdiff_t k, ptrdiff_t h, ptrdiff_t d, ptrdiff_t r0,        \
+        ptrdiff_t r1)                                                                          \
+    {                                                                                          \
+        DISPATCH_D(FWD_##SUFFIX)                                                               \
+    }                                                                                          \
+                                                                                               \
+    void softmax_skinny_backward_##SUFFIX(                                                     \
+        const T *restrict x, const T *restrict wt, const T *restrict r, const T *restrict a,   \
+        const T *restrict A, const T *restrict B, const T *restrict gf, T *restrict gx,        \
+        T *restrict rows, T *restrict acc, T limit, ptrdiff_t k, ptrdiff_t h, ptrdiff_t d,     \
+        ptrdiff_t r0, ptrdiff_t r1)                                                            \
+    {                                                                                          \
+        DISPATCH_D(BWD_##SUFFIX)                                                               \
+    }
+
+#define FWD_f32(D) forward_body_f32(x, wt, c, r, a, A, B, f, rows, limit, k, h, D, r0, r1)
+#define BWD_f32(D) backward_body_f32(x, wt, r, a, A, B, gf, gx, rows, acc, limit, k, h, D, r0, r1)
+#define FWD_f64(D) forward_body_f64(x, wt, c, r, a, A, B, f, rows, limit, k, h, D, r0, r1)
+#define BWD_f64(D) backward_body_f64(x, wt, r, a, A, B, gf, gx, rows, acc, limit, k, h, D, r0, r1)
+
+DEFINE_ENTRIES(float, f32)
+DEFINE_ENTRIES(double, f64)
+
+/* Values of row scratch per thread that the backward pass needs, in units of h. */
+ptrdiff_t softmax_skinny_rows(void) { return 4 + 2 * ROWS; }

@@ -35,6 +35,7 @@ def _library():
             getattr(lib, f"softmax_skinny_backward_{suffix}").argtypes = (
                 [_P] * 10 + [real] + [_I] * 5
             )
+        lib.softmax_skinny_rows.restype = _I
         lib._hamgrad_typed = True
     return lib
 
@@ -98,7 +99,7 @@ class _NativeSkinnySoftmaxField(torch.autograd.Function):
         h = hk // k
         dtype = x.dtype
         ranges = _split(n, hk)
-        rows = torch.empty((len(ranges), 6 * h), dtype=dtype)
+        rows = torch.empty((len(ranges), int(_library().softmax_skinny_rows()) * h), dtype=dtype)
         acc = torch.zeros((len(ranges), (d + 2) * hk + 2 * k), dtype=dtype)
         g_x = torch.empty((n, d), dtype=dtype) if needs[0] else None
         args = [_c(x), weight.detach().t().contiguous(), _c(in_scale), _c(in_bias)]

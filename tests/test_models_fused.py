@@ -1,7 +1,12 @@
 """The fused kernels agree with the literal (eager) equations to round-off, in values and in
-first and second derivatives, and their buffer recycling is safe."""
+first and second derivatives, and their buffer recycling is safe.
+
+Every test runs twice: with the compiled kernels (``hamgrad.models.native``) where this machine
+can build them, and with the torch kernels alone (``HAMGRAD_NATIVE=0``)."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -12,6 +17,24 @@ from hamgrad.models import build_model
 from hamgrad.models.workspace import saved_pool
 
 F64 = torch.float64
+
+
+@pytest.fixture(scope="module", autouse=True, params=["compiled", "torch"])
+def kernels(request):
+    """Run the module's tests with the compiled kernels, then with the torch kernels only."""
+    from hamgrad.models import cascade_native
+
+    old = os.environ.get("HAMGRAD_NATIVE")
+    os.environ["HAMGRAD_NATIVE"] = "1" if request.param == "compiled" else "0"
+    try:
+        if request.param == "compiled" and not cascade_native.skinny_available(torch.zeros(1, 1)):
+            pytest.skip("no C compiler: the compiled kernels are unavailable here")
+        yield request.param
+    finally:
+        if old is None:
+            os.environ.pop("HAMGRAD_NATIVE", None)
+        else:
+            os.environ["HAMGRAD_NATIVE"] = old
 
 
 def _pair(name, dim, width, seed, **options):

@@ -1,0 +1,182 @@
+"""The compiled kernels (``hamgrad.models.native``): each agrees with the literal equations to
+round-off for every small ``d`` it specialises, threads split the work without changing the
+result, a missing compiler or ``HAMGRAD_NATIVE=0`` falls back to the torch kernels, and a
+process forked after the thread pool started still runs them."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+import torch
+
+from hamgrad.models import build_model, cascade_native, modular_native, native
+
+F64 = torch.float64
+
+needs_compiler = pytest.mark.skipif(
+    not cascade_native.skinny_available(torch.zeros(1, 1)),
+    reason="no C compiler: the compiled kernels are unavailable here",
+)
+
+
+def _close(a, b, rtol):
+    a, b = a.detach(), b.detach()
+    return float((a - b).abs().max()) <= rtol * max(float(b.abs().max()), 1e-300)
+
+
+def _gradients(model, x, target):
+    """Loss, input gradient and parameter gradients of an MSE loss (the training step)."""
+    x = x.clone().requires_grad_(True)
+    loss = ((model(x) - target) ** 2).mean()
+    return (loss, *torch.autograd.grad(loss, [x, *model.parameters()]))
+
+
+def _compare(name, dim, width, dtype, rtol, n=13, **options):
+    fused = build_model(name, dim, width=width, seed=1, dtype=dtype, fused=True, **options)
+    eager = build_model(name, dim, width=width, seed=1, dtype=dtype, fused=False, **options)
+    gen = torch.Generator().manual_seed(dim)
+    x = torch.randn(n, dim, generator=gen, dtype=dtype)
+    target = torch.randn(n, dim, generator=gen, dtype=dtype)
+    for a, b in zip(_gradients(fused, x, target), _gradients(eager, x, target), strict=True):
+        assert _close(a, b, rtol), (name, dim)
+
+
+@needs_compiler
+@pytest.mark.parametrize("dim", list(range(1, 18)) + [31])
+@pytest.mark.parametrize("name", ["gradnet-c", "mgradnet-m", "gradnet-m"])
+def test_compiled_small_d_kernels_match_the_equations(name, dim):
+    """Every specialised ``d`` (1, 2, 3, 4, 6, 8, 12, 16) and the generic loop (others, up to
+    the largest skinny ``d`` = 31), float64: loss, input and parameter gradients to 1e-10."""
+    _compare(name, dim, 21, F64, 1e-10)
+
+
+@needs_compiler
+@pytest.mark.parametrize("name", ["gradnet-c", "gradnet-m"])
+def test_compiled_kernels_in_float32(name, dtype, tol):
+    """Float32 against float64 eager, and float64 against float64 eager (matching tolerances)."""
+    _compare(name, 8, 300, dtype, tol)
+
+
+@needs_compiler
+def test_cascade_columns_past_one_block_and_wide_d():
+    """Widths across the C loops' column blocks (256), and d >= 32 (the one-pass core behind
+    the BLAS products)."""
+    for width in (255, 256, 257, 600):
+        _compare("mgradnet-c", 3, width, F64, 1e-10)
+    _compare("gradnet-c", 40, 300, F64, 1e-10)
+    _compare("gradnet-m", 40, 30, F64, 1e-10, activation="wtanh")
+
+
+@needs_compiler
+@pytest.mark.parametrize("name", ["gradnet-c", "gradnet-m", "mgradnet-m"])
+def test_threads_split_the_work_without_changing_the_result(name):
+    """Two threads (rows or columns split) give the one-thread result to round-off."""
+    model = build_model(name, 8, width=700, seed=0, dtype=F64)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 8, generator=gen, dtype=F64)  # N·h above the parallel threshold
+    target = torch.randn(256, 8, generator=gen, dtype=F64)
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        results.append(_gradients(model, x, target))
+    torch.set_num_threads(1)
+    for a, b in zip(*results, strict=True):
+        assert _close(a, b, 1e-12)
+
+
+@needs_compiler
+def test_saturated_softmax_takes_the_two_exponential_path():
+    """A module whose pre-activations spread beyond the reciprocal limit: still finite and right."""
+    fused = build_model("gradnet-m", 4, width=9, seed=5, dtype=F64, fused=True)
+    eager = build_model("gradnet-m", 4, width=9, seed=5, dtype=F64, fused=False)
+    with torch.no_grad():
+        for model in (fused, eager):
+            model.weight.mul_(400.0)
+    x = torch.randn(5, 4, dtype=F64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():  # the pre-activations u_k = sp(β_k) (W_k x + b_k), (N, K, h)
+        u = torch.nn.functional.softplus(eager.beta)[:, None] * (
+            torch.einsum("khd,nd->nkh", eager.weight, x) + eager.bias
+        )
+    spread = (u.amax(-1) - u.amin(-1)).max()
+    assert spread > modular_native.SPREAD_LIMIT[F64]
+    out_f, out_e = fused(x), eager(x)
+    assert torch.isfinite(out_f).all()
+    assert _close(out_f, out_e, 1e-12)
+
+
+@needs_compiler
+def test_non_finite_input_gives_non_finite_output_not_a_crash():
+    for name in ("gradnet-c", "gradnet-m"):
+        model = build_model(name, 4, width=64, seed=0, fused=True)
+        x = torch.randn(70, 4)
+        x[3, 1] = float("nan")
+        out = model(x)
+        assert not torch.isfinite(out[3]).all()
+        assert torch.isfinite(out[[0, 1, 2, 4]]).all()
+
+
+def test_disabled_by_environment(monkeypatch):
+    monkeypatch.setenv("HAMGRAD_NATIVE", "0")
+    assert native.load("cascade_native") is None
+    assert not cascade_native.skinny_available(torch.zeros(2, 3))
+    assert cascade_native.core_for(torch.zeros(2, 3)).__name__ == "CascadeCore"
+    _compare("gradnet-c", 3, 30, F64, 1e-10)  # the torch kernels run instead
+
+
+def test_missing_compiler_falls_back_and_says_why(monkeypatch, tmp_path):
+    """A compiler that fails: nothing is cached, the status names the failure, models still
+    run (on the torch kernels) and agree with the equations."""
+    bad_cc = tmp_path / "broken-cc"
+    bad_cc.write_text("#!/bin/sh\necho 'broken-cc: cannot compile' >&2\nexit 1\n")
+    bad_cc.chmod(0o755)
+    monkeypatch.setenv("CC", str(bad_cc))
+    monkeypatch.setenv("HAMGRAD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HAMGRAD_NATIVE", "1")
+    monkeypatch.setattr(native, "_libs", {})
+    monkeypatch.setattr(native, "_reasons", {})
+    assert native.load("cascade_native") is None
+    reason = native.status()["cascade_native"]
+    assert reason.startswith("unavailable") and "cannot compile" in reason
+    assert not any((tmp_path / "cache").glob("*.so"))  # no partial library left behind
+    _compare("gradnet-c", 3, 30, F64, 1e-10)
+    _compare("gradnet-m", 3, 30, F64, 1e-10)
+
+
+@needs_compiler
+def test_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("HAMGRAD_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_libs", {})
+    monkeypatch.setattr(native, "_reasons", {})
+    assert native.load("modular_native") is not None
+    built = list(tmp_path.glob("modular_native-*"))
+    assert len(built) == 1 and native.status()["modular_native"] == "compiled"
+    stamp = built[0].stat().st_mtime_ns
+    monkeypatch.setattr(native, "_libs", {})  # a new process: found in the cache, not rebuilt
+    assert native.load("modular_native") is not None
+    assert built[0].stat().st_mtime_ns == stamp
+    assert not list(tmp_path.glob(".*"))  # no temporary files left
+
+
+def _run_in_child(queue):
+    torch.set_num_threads(2)
+    model = build_model("gradnet-c", 8, width=700, seed=0)
+    queue.put(float(model(torch.ones(256, 8)).sum()))
+
+
+@needs_compiler
+@pytest.mark.skipif(os.name != "posix", reason="fork is POSIX-only")
+def test_forked_child_gets_its_own_thread_pool():
+    """The thread pool does not survive fork(); a child that runs a model must not hang."""
+    torch.set_num_threads(2)
+    model = build_model("gradnet-c", 8, width=700, seed=0)
+    expected = float(model(torch.ones(256, 8)).sum())  # starts the pool in this process
+    torch.set_num_threads(1)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_run_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "child hung or failed"
+    assert queue.get(timeout=5) == pytest.approx(expected, rel=1e-5)

@@ -162,7 +162,8 @@ def test_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
 def _run_in_child(queue):
     torch.set_num_threads(2)
     model = build_model("gradnet-c", 8, width=700, seed=0)
-    queue.put(float(model(torch.ones(256, 8)).sum()))
+    with torch.no_grad():
+        queue.put(float(model(torch.ones(256, 8)).sum()))
 
 
 @needs_compiler
@@ -171,7 +172,8 @@ def test_forked_child_gets_its_own_thread_pool():
     """The thread pool does not survive fork(); a child that runs a model must not hang."""
     torch.set_num_threads(2)
     model = build_model("gradnet-c", 8, width=700, seed=0)
-    expected = float(model(torch.ones(256, 8)).sum())  # starts the pool in this process
+    with torch.no_grad():  # starts the pool in this process
+        expected = float(model(torch.ones(256, 8)).sum())
     torch.set_num_threads(1)
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
@@ -180,3 +182,14 @@ def test_forked_child_gets_its_own_thread_pool():
     child.join(timeout=60)
     assert child.exitcode == 0, "child hung or failed"
     assert queue.get(timeout=5) == pytest.approx(expected, rel=1e-5)
+
+
+@needs_compiler
+def test_loading_the_kernels_keeps_subnormals():
+    """The libraries are linked without -ffast-math's start-up code, which would switch the
+    whole process to flush-to-zero (caught once by hypothesis refusing to draw floats)."""
+    assert native.load("cascade_native") is not None
+    assert native.load("modular_native") is not None
+    tiny32 = torch.tensor(1e-39, dtype=torch.float32)  # subnormal in float32
+    assert float(tiny32 * 1.0) != 0.0
+    assert float(torch.tensor(5e-324, dtype=F64) * 1.0) != 0.0

@@ -14,6 +14,8 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "native_dots.h"
+
 #define DEFINE_CASCADE(T, SUFFIX, EXP)                                                          \
     void cascade_forward_##SUFFIX(const T *restrict s, const T *restrict b2,                  \
                                   const T *restrict k, const T *restrict p4,                  \
@@ -159,14 +161,6 @@ DEFINE_CASCADE(double, f64, exp)
             v[i] = (T)2 * PL[i] * sL[i] + (T)0.5 * QL[i] * yL[i] - PL[i];                      \
     }                                                                                          \
                                                                                                \
-    static T dot_##SUFFIX(const T *restrict a, const T *restrict b, ptrdiff_t m)               \
-    {                                                                                          \
-        T acc = 0;                                                                             \
-        for (ptrdiff_t i = 0; i < m; ++i)                                                      \
-            acc += a[i] * b[i];                                                                \
-        return acc;                                                                            \
-    }                                                                                          \
-                                                                                               \
     void cascade_skinny_forward_##SUFFIX(                                                      \
         const T *restrict x, const T *restrict wt, const T *restrict c, const T *restrict b2,  \
         const T *restrict k, const T *restrict p4, const T *restrict Q, const T *restrict P,   \
@@ -182,8 +176,7 @@ DEFINE_CASCADE(double, f64, exp)
             for (ptrdiff_t r = r0; r < r1; ++r) {                                              \
                 skinny_row_##SUFFIX(x + r * d, wt, b2, k, p4, Q, P, srow, y, sg, v, layers, h, \
                                     d, c0, m);                                                 \
-                for (ptrdiff_t j = 0; j < d; ++j)                                              \
-                    f[r * d + j] += dot_##SUFFIX(v, wt + j * h + c0, m);                       \
+                hg_dots_##SUFFIX(v, wt + c0, h, m, d, f + r * d);                              \
             }                                                                                  \
         }                                                                                      \
     }                                                                                          \
@@ -244,8 +237,7 @@ DEFINE_CASCADE(double, f64, exp)
                         dj[i] += gs[i] * xj + v[i] * gj;                                       \
                 }                                                                              \
                 if (gx)                                                                        \
-                    for (ptrdiff_t j = 0; j < d; ++j)                                          \
-                        gx[r * d + j] += dot_##SUFFIX(gs, wt + j * h + c0, m);                 \
+                    hg_dots_##SUFFIX(gs, wt + c0, h, m, d, gx + r * d);                        \
             }                                                                                  \
         }                                                                                      \
     }

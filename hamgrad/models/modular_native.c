@@ -15,9 +15,11 @@
 #include <math.h>
 #include <stddef.h>
 
-#define INLINE static inline __attribute__((always_inline))
-#define MAX_DIM 32 /* largest d of the skinny loops (hamgrad.models.tied.SKINNY_DIM) */
-#define ROWS 4     /* rows per block of the weight-gradient update */
+#include "native_dots.h"
+
+#define INLINE HG_INLINE
+#define MAX_DIM HG_MAX_DIM
+#define ROWS HG_ROWS /* rows per block of the weight-gradient update */
 
 #define DEFINE_SOFTMAX(T, SUFFIX, EXP)                                                          \
     /* s[i] = sum_j xr[j] w[j * hk + i], i < h (d is a constant where this is inlined) */      \
@@ -29,18 +31,6 @@
             for (ptrdiff_t j = 0; j < d; ++j)                                                  \
                 acc += xr[j] * w[j * hk + i];                                                  \
             s[i] = acc;                                                                        \
-        }                                                                                      \
-    }                                                                                          \
-                                                                                               \
-    /* out[j] += sum_i v[i] w[j * hk + i], j < d */                                            \
-    INLINE void vecmat_##SUFFIX(const T *restrict v, const T *restrict w, ptrdiff_t hk,        \
-                                ptrdiff_t h, ptrdiff_t d, T *restrict out)                     \
-    {                                                                                          \
-        for (ptrdiff_t j = 0; j < d; ++j) {                                                    \
-            T acc = 0;                                                                         \
-            for (ptrdiff_t i = 0; i < h; ++i)                                                  \
-                acc += v[i] * w[j * hk + i];                                                   \
-            out[j] += acc;                                                                     \
         }                                                                                      \
     }                                                                                          \
                                                                                                \
@@ -85,14 +75,6 @@
         }                                                                                      \
     }                                                                                          \
                                                                                                \
-    static T mdot_##SUFFIX(const T *restrict p, const T *restrict q, ptrdiff_t m)              \
-    {                                                                                          \
-        T acc = 0;                                                                             \
-        for (ptrdiff_t i = 0; i < m; ++i)                                                      \
-            acc += p[i] * q[i];                                                                \
-        return acc;                                                                            \
-    }                                                                                          \
-                                                                                               \
     INLINE void forward_body_##SUFFIX(                                                         \
         const T *restrict x, const T *restrict wt, const T *restrict c, const T *restrict r,   \
         const T *restrict a, const T *restrict A, const T *restrict B, T *restrict f,          \
@@ -109,7 +91,7 @@
             for (ptrdiff_t n = r0; n < r1; ++n) {                                              \
                 softmax_row_##SUFFIX(x + n * d, wt, r, a, A[m], B[m], s, sp, sm, v, hk, d, c0, \
                                      h, limit);                                                \
-                vecmat_##SUFFIX(v, wt + c0, hk, h, d, f + n * d);                              \
+                hg_dots_##SUFFIX(v, wt + c0, hk, h, d, f + n * d);                              \
             }                                                                                  \
         }                                                                                      \
     }                                                                                          \
@@ -151,7 +133,7 @@
                     softmax_row_##SUFFIX(xr, wt, r, a, Am, Bm, s, sp, sm, vq, hk, d, c0, h,    \
                                          limit);                                               \
                     matvec_##SUFFIX(gfr, wt + c0, hk, h, d, g);                                \
-                    const T rho = mdot_##SUFFIX(sp, g, h), mu = mdot_##SUFFIX(sm, g, h);       \
+                    const T rho = hg_dot_##SUFFIX(sp, g, h), mu = hg_dot_##SUFFIX(sm, g, h);       \
                     dA[m] += rho;                                                              \
                     dB[m] -= mu;                                                               \
                     for (ptrdiff_t i = 0; i < h; ++i) {                                        \
@@ -161,7 +143,7 @@
                         guq[i] = gi * rm[i];                                                   \
                     }                                                                          \
                     if (gx)                                                                    \
-                        vecmat_##SUFFIX(guq, wt + c0, hk, h, d, gx + n * d);                   \
+                        hg_dots_##SUFFIX(guq, wt + c0, hk, h, d, gx + n * d);                   \
                 }                                                                              \
                 /* dWt += sum over the ROWS rows of x gu + g_f v: one update per block */      \
                 for (ptrdiff_t j = 0; j < d; ++j) {                                            \

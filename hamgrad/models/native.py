@@ -90,7 +90,8 @@ def _compiler() -> str | None:
 
 def _build(name: str) -> ctypes.CDLL:
     source = _SOURCE_DIR / f"{name}.c"
-    text = source.read_bytes()
+    # the source and every header beside it (``#include "…"``) decide the library's bytes
+    text = b"".join(p.read_bytes() for p in [source, *sorted(_SOURCE_DIR.glob("*.h"))])
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (set CC, or install cc/gcc/clang)")

@@ -1,0 +1,75 @@
+/* Dot products for the compiled kernels, written with GCC/Clang vector extensions so that the
+ * sums run on several independent vector accumulators (a single accumulator would wait on the
+ * latency of each fused multiply-add). Included by the *_native.c files. */
+#ifndef HAMGRAD_NATIVE_DOTS_H
+#define HAMGRAD_NATIVE_DOTS_H
+
+#include <stddef.h>
+#include <string.h>
+
+#define HG_INLINE static inline __attribute__((always_inline))
+#define HG_VEC_BYTES 64
+#define HG_MAX_DIM 32 /* largest d of the skinny loops (hamgrad.models.tied.SKINNY_DIM) */
+#define HG_ROWS 4     /* rows per block of the weight-gradient updates */
+
+#define HG_DEFINE_DOTS(T, SUFFIX)                                                               \
+    typedef T hg_vec_##SUFFIX __attribute__((vector_size(HG_VEC_BYTES)));                      \
+    enum { HG_LANES_##SUFFIX = HG_VEC_BYTES / sizeof(T) };                                     \
+                                                                                               \
+    HG_INLINE hg_vec_##SUFFIX hg_load_##SUFFIX(const T *p)                                     \
+    {                                                                                          \
+        hg_vec_##SUFFIX v;                                                                     \
+        memcpy(&v, p, sizeof v);                                                               \
+        return v;                                                                              \
+    }                                                                                          \
+                                                                                               \
+    HG_INLINE T hg_hsum_##SUFFIX(hg_vec_##SUFFIX v)                                            \
+    {                                                                                          \
+        T total = 0;                                                                           \
+        for (int b = 0; b < HG_LANES_##SUFFIX; ++b)                                            \
+            total += v[b];                                                                     \
+        return total;                                                                          \
+    }                                                                                          \
+                                                                                               \
+    /* out[j] += sum_{i < m} v[i] w[j * stride + i] for j < nd (nd <= HG_MAX_DIM; a constant  \
+     * where inlined, so the nd accumulators live in registers) */                             \
+    HG_INLINE void hg_dots_##SUFFIX(const T *restrict v, const T *restrict w, ptrdiff_t stride, \
+                                    ptrdiff_t m, ptrdiff_t nd, T *restrict out)                \
+    {                                                                                          \
+        hg_vec_##SUFFIX acc[HG_MAX_DIM];                                                       \
+        for (ptrdiff_t j = 0; j < nd; ++j)                                                     \
+            acc[j] = (hg_vec_##SUFFIX){0};                                                     \
+        ptrdiff_t i = 0;                                                                       \
+        for (; i + HG_LANES_##SUFFIX <= m; i += HG_LANES_##SUFFIX) {                           \
+            const hg_vec_##SUFFIX vi = hg_load_##SUFFIX(v + i);                                \
+            for (ptrdiff_t j = 0; j < nd; ++j)                                                 \
+                acc[j] += vi * hg_load_##SUFFIX(w + j * stride + i);                           \
+        }                                                                                      \
+        for (ptrdiff_t j = 0; j < nd; ++j) {                                                   \
+            T total = hg_hsum_##SUFFIX(acc[j]);                                                \
+            for (ptrdiff_t t = i; t < m; ++t)                                                  \
+                total += v[t] * w[j * stride + t];                                             \
+            out[j] += total;                                                                   \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
+    /* sum_{i < m} a[i] b[i] on four accumulators */                                           \
+    HG_INLINE T hg_dot_##SUFFIX(const T *restrict a, const T *restrict b, ptrdiff_t m)         \
+    {                                                                                          \
+        hg_vec_##SUFFIX acc[4] = {{0}, {0}, {0}, {0}};                                         \
+        ptrdiff_t i = 0;                                                                       \
+        for (; i + 4 * HG_LANES_##SUFFIX <= m; i += 4 * HG_LANES_##SUFFIX)                     \
+            for (int q = 0; q < 4; ++q)                                                        \
+                acc[q] += hg_load_##SUFFIX(a + i + q * HG_LANES_##SUFFIX) *                    \
+                          hg_load_##SUFFIX(b + i + q * HG_LANES_##SUFFIX);                     \
+        T total = hg_hsum_##SUFFIX(acc[0] + acc[1] + acc[2] + acc[3]);                         \
+        for (; i < m; ++i)                                                                     \
+            total += a[i] * b[i];                                                              \
+        return total;                                                                          \
+    }                                                                                          \
+
+
+HG_DEFINE_DOTS(float, f32)
+HG_DEFINE_DOTS(double, f64)
+
+#endif

@@ -17,6 +17,7 @@ import torch
 
 from hamgrad.models import native
 from hamgrad.models.cascade_kernel import CascadeCore, _prepare, cascade_core_reference
+from hamgrad.models.tied import differentiate_reference
 
 _P = ctypes.c_void_p
 _I = ctypes.c_ssize_t
@@ -103,7 +104,8 @@ class _SkinnyCascadeField(torch.autograd.Function):
         f = torch.empty((n, d), dtype=x.dtype, device=x.device)
         ranges = native.row_ranges(n, native.thread_count(n, h))
         rows = torch.empty((len(ranges), (4 + 2 * layers) * _chunk()), dtype=x.dtype)
-        args = [_c(x), *_skinny_coefficients(weight, beta, cb, P, Q), _c(bias), f]
+        coefficients = _skinny_coefficients(weight, beta, cb, P, Q)
+        args = [_c(x), *coefficients, _c(bias), f]
         ptr = native.pointer
         x_, wt, b2, const, p4, Q_, P_, _, c, f_ = map(ptr, args)
         head = [x_, wt, c, b2, const, p4, Q_, P_, f_]
@@ -115,6 +117,7 @@ class _SkinnyCascadeField(torch.autograd.Function):
             ]
         )
         ctx.save_for_backward(x, weight, bias, beta, cb, P, Q)
+        ctx.coefficients = coefficients  # reused by the backward pass
         return f
 
     @staticmethod
@@ -122,7 +125,8 @@ class _SkinnyCascadeField(torch.autograd.Function):
         x, weight, bias, beta, cb, P, Q = ctx.saved_tensors
         needs = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference
-            return _reference_backward(x, weight, bias, (beta, cb, P, Q), needs, g_f)
+            inputs = (x, weight, bias, beta, cb, P, Q)
+            return differentiate_reference(_skinny_reference, inputs, needs, g_f)
         n, d = x.shape
         h = weight.shape[0]
         layers = beta.shape[0]
@@ -130,7 +134,7 @@ class _SkinnyCascadeField(torch.autograd.Function):
         rows = torch.empty((len(ranges), (4 + 2 * layers) * _chunk()), dtype=x.dtype)
         acc = torch.zeros((len(ranges), (4 * layers + d) * h), dtype=x.dtype)
         g_x = torch.empty((n, d), dtype=x.dtype) if needs[0] else None
-        args = [_c(x), *_skinny_coefficients(weight, beta, cb, P, Q), _c(g_f)]
+        args = [_c(x), *ctx.coefficients, _c(g_f)]
         ptr = native.pointer
         head = [*map(ptr, args), ptr(g_x) if g_x is not None else None]
         fn = getattr(_library(), f"cascade_skinny_backward_{_SUFFIX[x.dtype]}")
@@ -153,17 +157,8 @@ def _skinny_coefficients(weight, beta, cb, P, Q) -> list[torch.Tensor]:
     return [weight.detach().t().contiguous(), b2, const, p4, _c(Q), _c(P), _c(beta)]
 
 
-def _reference_backward(x, weight, bias, theta, needs, g_f):
-    inputs = (x, weight, bias, *theta)
-    with torch.enable_grad():
-        leaves = [
-            t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True) for t in inputs
-        ]
-        s = leaves[0] @ leaves[1].t()
-        out = torch.addmm(leaves[2], cascade_core_reference(s, *leaves[3:]), leaves[1])
-        chosen = [leaf for leaf, need in zip(leaves, needs, strict=True) if need]
-        grads = iter(torch.autograd.grad(out, chosen, g_f, create_graph=True))
-    return tuple(next(grads) if need else None for need in needs)
+def _skinny_reference(x, weight, bias, beta, cb, P, Q) -> torch.Tensor:
+    return torch.addmm(bias, cascade_core_reference(x @ weight.t(), beta, cb, P, Q), weight)
 
 
 def skinny_cascade_field(x, weight, bias, beta, cb, P, Q) -> torch.Tensor:

@@ -27,6 +27,7 @@ import weakref
 
 import torch
 
+from hamgrad.models.tied import differentiate_reference
 from hamgrad.models.workspace import saved_pool, scratch
 
 
@@ -141,15 +142,7 @@ class _SkinnySoftmaxField(torch.autograd.Function):
         needs = ctx.needs_input_grad[1:]
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference
             inputs = (x, weight, bias, A, B, in_scale, in_bias)
-            with torch.enable_grad():
-                leaves = [
-                    t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True)
-                    for t in inputs
-                ]
-                out = skinny_softmax_reference(*leaves)
-                chosen = [leaf for leaf, n_ in zip(leaves, needs, strict=True) if n_]
-                grads = iter(torch.autograd.grad(out, chosen, g_f, create_graph=True))
-            return (None, *(next(grads) if n_ else None for n_ in needs))
+            return (None, *differentiate_reference(skinny_softmax_reference, inputs, needs, g_f))
 
         need_x, need_w, need_c, need_a, need_b, need_r, need_in = needs
         n, d = x.shape

@@ -16,6 +16,7 @@ import torch
 
 from hamgrad.models import native
 from hamgrad.models.modular_kernel import skinny_softmax_reference
+from hamgrad.models.tied import differentiate_reference
 
 _P = ctypes.c_void_p
 _I = ctypes.c_ssize_t
@@ -60,8 +61,8 @@ class _NativeSkinnySoftmaxField(torch.autograd.Function):
         f = torch.empty((n, d), dtype=dtype)
         ranges = _split(n, hk)
         rows = torch.empty((len(ranges), 4 * h), dtype=dtype)
-        args = [_c(x), weight.detach().t().contiguous(), _c(bias), _c(in_scale), _c(in_bias)]
-        args += [_c(A), _c(B), f]  # all kept alive until the calls return
+        wt = weight.detach().t().contiguous()
+        args = [_c(x), wt, _c(bias), _c(in_scale), _c(in_bias), _c(A), _c(B), f]  # kept alive
         head = list(map(native.pointer, args))
         limit = SPREAD_LIMIT[dtype]
         fn = getattr(_library(), f"softmax_skinny_forward_{_SUFFIX[dtype]}")
@@ -76,6 +77,7 @@ class _NativeSkinnySoftmaxField(torch.autograd.Function):
             ]
         )
         ctx.save_for_backward(x, weight, bias, A, B, in_scale, in_bias)
+        ctx.wt = wt  # reused by the backward pass
         return f
 
     @staticmethod
@@ -84,15 +86,7 @@ class _NativeSkinnySoftmaxField(torch.autograd.Function):
         needs = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference
             inputs = (x, weight, bias, A, B, in_scale, in_bias)
-            with torch.enable_grad():
-                leaves = [
-                    t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True)
-                    for t in inputs
-                ]
-                out = skinny_softmax_reference(*leaves)
-                chosen = [leaf for leaf, need in zip(leaves, needs, strict=True) if need]
-                grads = iter(torch.autograd.grad(out, chosen, g_f, create_graph=True))
-            return tuple(next(grads) if need else None for need in needs)
+            return differentiate_reference(skinny_softmax_reference, inputs, needs, g_f)
         n, d = x.shape
         k = A.shape[0]
         hk = weight.shape[0]
@@ -102,8 +96,7 @@ class _NativeSkinnySoftmaxField(torch.autograd.Function):
         rows = torch.empty((len(ranges), int(_library().softmax_skinny_rows()) * h), dtype=dtype)
         acc = torch.zeros((len(ranges), (d + 2) * hk + 2 * k), dtype=dtype)
         g_x = torch.empty((n, d), dtype=dtype) if needs[0] else None
-        args = [_c(x), weight.detach().t().contiguous(), _c(in_scale), _c(in_bias)]
-        args += [_c(A), _c(B), _c(g_f)]
+        args = [_c(x), ctx.wt, _c(in_scale), _c(in_bias), _c(A), _c(B), _c(g_f)]
         head = [*map(native.pointer, args), None if g_x is None else native.pointer(g_x)]
         limit = SPREAD_LIMIT[dtype]
         fn = getattr(_library(), f"softmax_skinny_backward_{_SUFFIX[dtype]}")

@@ -41,6 +41,7 @@ reference inside the backward, so higher derivatives are exact as well.
 
 from __future__ import annotations
 
+import functools
 import weakref
 
 import torch
@@ -76,6 +77,29 @@ def _pre(x, weight_hat, in_bias, out=None):
     if in_bias is None:
         return torch.mm(x, weight_hat.t(), out=out)
     return torch.addmm(in_bias, x, weight_hat.t(), out=out)
+
+
+def differentiate_reference(reference, inputs, needs, grad_out) -> tuple:
+    """Gradients of ``reference(*inputs)`` against ``grad_out`` with ``create_graph=True``.
+
+    The double-backward path of every fused kernel: their hand-written backward passes are not
+    themselves differentiable, so under ``create_graph`` they re-evaluate the plain reference.
+    ``needs[i]`` says whether ``inputs[i]`` wants a gradient (``None`` in the result where not;
+    ``None`` inputs stay ``None``).
+    """
+    with torch.enable_grad():
+        # fresh aliases, so that each gradient is the partial derivative with respect to that
+        # argument even when the arguments depend on one another upstream
+        leaves = [
+            None
+            if t is None
+            else (t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True))
+            for t in inputs
+        ]
+        out = reference(*leaves)
+        chosen = [leaf for leaf, need in zip(leaves, needs, strict=True) if need]
+        grads = iter(torch.autograd.grad(out, chosen, grad_out, create_graph=True))
+    return tuple(next(grads) if need else None for need in needs)
 
 
 def tied_field_reference(core, x, weight, bias, in_scale, in_bias, *theta) -> torch.Tensor:
@@ -118,19 +142,8 @@ class _TiedField(torch.autograd.Function):
 
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference
             inputs = (x, weight, bias, in_scale, in_bias, *theta)
-            with torch.enable_grad():
-                # fresh aliases, so that each gradient is the partial derivative with respect to
-                # that argument even when the arguments depend on one another upstream
-                leaves = [
-                    None
-                    if t is None
-                    else (t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True))
-                    for t in inputs
-                ]
-                out = tied_field_reference(core, *leaves)
-                chosen = [leaf for leaf, n in zip(leaves, needs, strict=True) if n]
-                grads = iter(torch.autograd.grad(out, chosen, g_f, create_graph=True))
-            return (None, None, *(next(grads) if n else None for n in needs))
+            reference = functools.partial(tied_field_reference, core)
+            return (None, None, *differentiate_reference(reference, inputs, needs, g_f))
 
         need_x, need_w, need_b, need_r, need_a = needs[:5]
         need_theta = needs[5:]

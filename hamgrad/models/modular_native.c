@@ -34,12 +34,13 @@
         }                                                                                      \
     }                                                                                          \
                                                                                                \
-    /* one row, one module: s, sp, sm, v of the module's h units; returns nothing */            \
+    /* one row, one module: s = W x, the exponentials sp = exp(u - max u) and sm (of -u, up to \
+     * a constant), v = A softmax(u) - B softmax(-u) = A sp scale[0] - B sm scale[1] */        \
     INLINE void softmax_row_##SUFFIX(const T *restrict xr, const T *restrict wt,               \
                                      const T *restrict r, const T *restrict a, T A, T B,       \
                                      T *restrict s, T *restrict sp, T *restrict sm,            \
                                      T *restrict v, ptrdiff_t hk, ptrdiff_t d, ptrdiff_t c0,   \
-                                     ptrdiff_t h, T limit)                                     \
+                                     ptrdiff_t h, T limit, T *restrict scale)                  \
     {                                                                                          \
         matvec_##SUFFIX(xr, wt + c0, hk, h, d, s);                                             \
         T hi = r[c0] * s[0] + a[c0], lo = hi; /* no infinities: built with -ffast-math */       \
@@ -68,11 +69,11 @@
             }                                                                                  \
         }                                                                                      \
         const T inv_p = (T)1 / sum_p, inv_m = (T)1 / sum_m;                                    \
-        for (ptrdiff_t i = 0; i < h; ++i) {                                                    \
-            sp[i] *= inv_p;                                                                    \
-            sm[i] *= inv_m;                                                                    \
-            v[i] = A * sp[i] - B * sm[i];                                                      \
-        }                                                                                      \
+        const T Ap = A * inv_p, Bm = B * inv_m;                                                \
+        for (ptrdiff_t i = 0; i < h; ++i)                                                      \
+            v[i] = Ap * sp[i] - Bm * sm[i];                                                    \
+        scale[0] = inv_p;                                                                      \
+        scale[1] = inv_m;                                                                      \
     }                                                                                          \
                                                                                                \
     INLINE void forward_body_##SUFFIX(                                                         \
@@ -82,6 +83,7 @@
         ptrdiff_t r1)                                                                          \
     {                                                                                          \
         const ptrdiff_t hk = k * h;                                                            \
+        T scale[2]; /* 1 / sum of sp, 1 / sum of sm for the current row */                     \
         T *s = rows, *sp = rows + h, *sm = rows + 2 * h, *v = rows + 3 * h;                    \
         for (ptrdiff_t n = r0; n < r1; ++n)                                                    \
             for (ptrdiff_t j = 0; j < d; ++j)                                                  \
@@ -90,7 +92,7 @@
             const ptrdiff_t c0 = m * h;                                                        \
             for (ptrdiff_t n = r0; n < r1; ++n) {                                              \
                 softmax_row_##SUFFIX(x + n * d, wt, r, a, A[m], B[m], s, sp, sm, v, hk, d, c0, \
-                                     h, limit);                                                \
+                                     h, limit, scale);                                         \
                 hg_dots_##SUFFIX(v, wt + c0, hk, h, d, f + n * d);                              \
             }                                                                                  \
         }                                                                                      \
@@ -103,6 +105,7 @@
         ptrdiff_t r0, ptrdiff_t r1)                                                            \
     {                                                                                          \
         const ptrdiff_t hk = k * h;                                                            \
+        T scale[2]; /* 1 / sum of sp, 1 / sum of sm for the current row */                     \
         T *s = rows, *sp = rows + h, *sm = rows + 2 * h, *g = rows + 3 * h, *v = rows + 4 * h; \
         T *gu = rows + (4 + ROWS) * h; /* v and gu hold ROWS rows each */                      \
         T *dwt = acc, *dr = acc + d * hk, *da = dr + hk, *dA = da + hk, *dB = dA + k;          \
@@ -131,13 +134,15 @@
                     }                                                                          \
                     const T *restrict xr = x + n * d, *restrict gfr = gf + n * d;              \
                     softmax_row_##SUFFIX(xr, wt, r, a, Am, Bm, s, sp, sm, vq, hk, d, c0, h,    \
-                                         limit);                                               \
+                                         limit, scale);                                        \
                     matvec_##SUFFIX(gfr, wt + c0, hk, h, d, g);                                \
-                    const T rho = hg_dot_##SUFFIX(sp, g, h), mu = hg_dot_##SUFFIX(sm, g, h);       \
+                    const T rho = scale[0] * hg_dot_##SUFFIX(sp, g, h);                        \
+                    const T mu = scale[1] * hg_dot_##SUFFIX(sm, g, h);                         \
+                    const T Ap = Am * scale[0], Bq = Bm * scale[1];                            \
                     dA[m] += rho;                                                              \
                     dB[m] -= mu;                                                               \
                     for (ptrdiff_t i = 0; i < h; ++i) {                                        \
-                        const T gi = Am * sp[i] * (g[i] - rho) + Bm * sm[i] * (g[i] - mu);     \
+                        const T gi = Ap * sp[i] * (g[i] - rho) + Bq * sm[i] * (g[i] - mu);     \
                         drm[i] += gi * s[i];                                                   \
                         dam[i] += gi;                                                          \
                         guq[i] = gi * rm[i];                                                   \

@@ -102,19 +102,17 @@ class _SkinnyCascadeField(torch.autograd.Function):
         h = weight.shape[0]
         layers = beta.shape[0]
         f = torch.empty((n, d), dtype=x.dtype, device=x.device)
-        ranges = native.row_ranges(n, native.thread_count(n, h))
-        rows = torch.empty((len(ranges), (4 + 2 * layers) * _chunk()), dtype=x.dtype)
         coefficients = _skinny_coefficients(weight, beta, cb, P, Q)
-        args = [_c(x), *coefficients, _c(bias), f]
-        ptr = native.pointer
-        x_, wt, b2, const, p4, Q_, P_, _, c, f_ = map(ptr, args)
-        head = [x_, wt, c, b2, const, p4, Q_, P_, f_]
-        fn = getattr(_library(), f"cascade_skinny_forward_{_SUFFIX[x.dtype]}")
-        native.run_parallel(
-            [
-                (lambda r=r, a=a, b=b: fn(*head, ptr(rows[r]), layers, h, d, a, b))
-                for r, (a, b) in enumerate(ranges)
-            ]
+        args = [_c(x), *coefficients, _c(bias), f]  # kept alive until the calls return
+        x_, wt, b2, const, p4, Q_, P_, _, c, f_ = map(native.pointer, args)
+        native.run_row_blocks(
+            getattr(_library(), f"cascade_skinny_forward_{_SUFFIX[x.dtype]}"),
+            [x_, wt, c, b2, const, p4, Q_, P_, f_],
+            [layers, h, d],
+            n_rows=n,
+            n_cols=h,
+            dtype=x.dtype,
+            scratch=(4 + 2 * layers) * _chunk(),
         )
         ctx.save_for_backward(x, weight, bias, beta, cb, P, Q)
         ctx.coefficients = coefficients  # reused by the backward pass
@@ -130,21 +128,18 @@ class _SkinnyCascadeField(torch.autograd.Function):
         n, d = x.shape
         h = weight.shape[0]
         layers = beta.shape[0]
-        ranges = native.row_ranges(n, native.thread_count(n, h))
-        rows = torch.empty((len(ranges), (4 + 2 * layers) * _chunk()), dtype=x.dtype)
-        acc = torch.zeros((len(ranges), (4 * layers + d) * h), dtype=x.dtype)
         g_x = torch.empty((n, d), dtype=x.dtype) if needs[0] else None
-        args = [_c(x), *ctx.coefficients, _c(g_f)]
-        ptr = native.pointer
-        head = [*map(ptr, args), ptr(g_x) if g_x is not None else None]
-        fn = getattr(_library(), f"cascade_skinny_backward_{_SUFFIX[x.dtype]}")
-        native.run_parallel(
-            [
-                (lambda r=r, a=a, b=b: fn(*head, ptr(rows[r]), ptr(acc[r]), layers, h, d, a, b))
-                for r, (a, b) in enumerate(ranges)
-            ]
+        args = [_c(x), *ctx.coefficients, _c(g_f)]  # kept alive until the calls return
+        total = native.run_row_blocks(
+            getattr(_library(), f"cascade_skinny_backward_{_SUFFIX[x.dtype]}"),
+            [*map(native.pointer, args), None if g_x is None else native.pointer(g_x)],
+            [layers, h, d],
+            n_rows=n,
+            n_cols=h,
+            dtype=x.dtype,
+            scratch=(4 + 2 * layers) * _chunk(),
+            accumulators=(4 * layers + d) * h,
         )
-        total = acc.sum(0) if len(ranges) > 1 else acc[0]
         d_beta, d_cb, d_p, d_q = total[: 4 * layers * h].view(4, layers, h).unbind(0)
         d_w = total[4 * layers * h :].view(d, h).t()
         d_bias = g_f.sum(0) if needs[2] else None

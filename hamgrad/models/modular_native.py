@@ -45,11 +45,6 @@ def _c(t: torch.Tensor) -> torch.Tensor:
     return t.detach().contiguous()
 
 
-def _split(n: int, hk: int):
-    ranges = native.row_ranges(n, native.thread_count(n, hk))
-    return ranges
-
-
 class _NativeSkinnySoftmaxField(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, A, B, in_scale, in_bias):
@@ -59,22 +54,16 @@ class _NativeSkinnySoftmaxField(torch.autograd.Function):
         h = hk // k
         dtype = x.dtype
         f = torch.empty((n, d), dtype=dtype)
-        ranges = _split(n, hk)
-        rows = torch.empty((len(ranges), 4 * h), dtype=dtype)
         wt = weight.detach().t().contiguous()
         args = [_c(x), wt, _c(bias), _c(in_scale), _c(in_bias), _c(A), _c(B), f]  # kept alive
-        head = list(map(native.pointer, args))
-        limit = SPREAD_LIMIT[dtype]
-        fn = getattr(_library(), f"softmax_skinny_forward_{_SUFFIX[dtype]}")
-        native.run_parallel(
-            [
-                (
-                    lambda i=i, lo=lo, hi=hi: fn(
-                        *head, native.pointer(rows[i]), limit, k, h, d, lo, hi
-                    )
-                )
-                for i, (lo, hi) in enumerate(ranges)
-            ]
+        native.run_row_blocks(
+            getattr(_library(), f"softmax_skinny_forward_{_SUFFIX[dtype]}"),
+            list(map(native.pointer, args)),
+            [SPREAD_LIMIT[dtype], k, h, d],
+            n_rows=n,
+            n_cols=hk,
+            dtype=dtype,
+            scratch=4 * h,
         )
         ctx.save_for_backward(x, weight, bias, A, B, in_scale, in_bias)
         ctx.wt = wt  # reused by the backward pass
@@ -92,33 +81,18 @@ class _NativeSkinnySoftmaxField(torch.autograd.Function):
         hk = weight.shape[0]
         h = hk // k
         dtype = x.dtype
-        ranges = _split(n, hk)
-        rows = torch.empty((len(ranges), int(_library().softmax_skinny_rows()) * h), dtype=dtype)
-        acc = torch.zeros((len(ranges), (d + 2) * hk + 2 * k), dtype=dtype)
         g_x = torch.empty((n, d), dtype=dtype) if needs[0] else None
-        args = [_c(x), ctx.wt, _c(in_scale), _c(in_bias), _c(A), _c(B), _c(g_f)]
-        head = [*map(native.pointer, args), None if g_x is None else native.pointer(g_x)]
-        limit = SPREAD_LIMIT[dtype]
-        fn = getattr(_library(), f"softmax_skinny_backward_{_SUFFIX[dtype]}")
-        native.run_parallel(
-            [
-                (
-                    lambda i=i, lo=lo, hi=hi: fn(
-                        *head,
-                        native.pointer(rows[i]),
-                        native.pointer(acc[i]),
-                        limit,
-                        k,
-                        h,
-                        d,
-                        lo,
-                        hi,
-                    )
-                )
-                for i, (lo, hi) in enumerate(ranges)
-            ]
+        args = [_c(x), ctx.wt, _c(in_scale), _c(in_bias), _c(A), _c(B), _c(g_f)]  # kept alive
+        total = native.run_row_blocks(
+            getattr(_library(), f"softmax_skinny_backward_{_SUFFIX[dtype]}"),
+            [*map(native.pointer, args), None if g_x is None else native.pointer(g_x)],
+            [SPREAD_LIMIT[dtype], k, h, d],
+            n_rows=n,
+            n_cols=hk,
+            dtype=dtype,
+            scratch=int(_library().softmax_skinny_rows()) * h,
+            accumulators=(d + 2) * hk + 2 * k,
         )
-        total = acc.sum(0) if len(ranges) > 1 else acc[0]
         d_w = total[: d * hk].view(d, hk).t()
         d_r = total[d * hk : (d + 1) * hk]
         d_a = total[(d + 1) * hk : (d + 2) * hk]

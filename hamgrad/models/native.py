@@ -20,6 +20,7 @@ Environment:
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -223,6 +224,36 @@ def run_columns(fn, n_rows: int, n_cols: int, *args) -> None:
             for c0 in range(0, n_cols, step)
         ]
     )
+
+
+def run_row_blocks(
+    fn,
+    head: list,
+    tail: list,
+    *,
+    n_rows: int,
+    n_cols: int,
+    dtype: torch.dtype,
+    scratch: int,
+    accumulators: int = 0,
+) -> torch.Tensor | None:
+    """Call ``fn(*head, rows, [acc,] *tail, r0, r1)`` on row ranges, one per thread.
+
+    Each thread gets ``scratch`` values of row scratch and, when ``accumulators > 0``, that many
+    zeroed accumulators; their sum over the threads is returned (``None`` otherwise).
+    """
+    ranges = row_ranges(n_rows, thread_count(n_rows, n_cols))
+    rows = torch.empty((len(ranges), scratch), dtype=dtype)
+    acc = torch.zeros((len(ranges), accumulators), dtype=dtype) if accumulators else None
+
+    def call(i: int, r0: int, r1: int) -> None:
+        own = [pointer(rows[i])] + ([pointer(acc[i])] if acc is not None else [])
+        fn(*head, *own, *tail, r0, r1)
+
+    run_parallel([functools.partial(call, i, r0, r1) for i, (r0, r1) in enumerate(ranges)])
+    if acc is None:
+        return None
+    return acc.sum(0) if len(ranges) > 1 else acc[0]
 
 
 def row_ranges(n_rows: int, parts: int) -> list[tuple[int, int]]:

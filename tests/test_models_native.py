@@ -193,3 +193,32 @@ def test_loading_the_kernels_keeps_subnormals():
     tiny32 = torch.tensor(1e-39, dtype=torch.float32)  # subnormal in float32
     assert float(tiny32 * 1.0) != 0.0
     assert float(torch.tensor(5e-324, dtype=F64) * 1.0) != 0.0
+
+
+@needs_compiler
+@pytest.mark.parametrize("dim", [1, 3, 40])
+def test_saturated_cascade_in_float32_stays_finite(dim):
+    """Pre-activations far beyond ±88 (where exp(-y) overflows float32): the sigmoids saturate
+    instead of turning into NaN (a training run once diverged on exactly this), in values and
+    gradients, and agree with the equations."""
+    fused = build_model("gradnet-c", dim, width=64, seed=3, fused=True)
+    eager = build_model("gradnet-c", dim, width=64, seed=3, fused=False)
+    with torch.no_grad():
+        for model in (fused, eager):
+            model.weight.mul_(60.0)
+            model.alpha.mul_(20.0)
+    x = torch.randn(200, dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # the cascade's pre-activations, layer by layer
+        beta, cb, P, Q = eager.core_coefficients(x)
+        s = x @ eager.weight.t()
+        z = beta[0] * s + cb[0]
+        largest = float(z.abs().max())
+        for layer in range(1, eager.layers):
+            z = beta[layer] * s + cb[layer] + P[layer - 1] * torch.tanh(z) + Q[layer - 1] * z
+            largest = max(largest, float(z.abs().max()))
+    assert 2 * largest > 100  # exp(2|z|) overflows float32: the regime of the bug
+    target = torch.zeros(200, dim)
+    got, want = _gradients(fused, x, target), _gradients(eager, x, target)
+    for a, b in zip(got, want, strict=True):
+        assert torch.isfinite(a).all()
+        assert _close(a, b, 1e-4)

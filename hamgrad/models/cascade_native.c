@@ -16,6 +16,18 @@
 
 #include "native_dots.h"
 
+/* sigmoid(y) from e = exp(-|y|) <= 1: no overflow for any y (an infinite exp(-y) turns into NaN
+ * under the reciprocal approximations that -ffast-math allows), and accurate in both tails. */
+#define DEFINE_SIGMOID(T, SUFFIX, EXP)                                                          \
+    HG_INLINE T sigmoid_##SUFFIX(T y)                                                          \
+    {                                                                                          \
+        const T e = EXP(y < (T)0 ? y : -y);                                                    \
+        return (y < (T)0 ? e : (T)1) / ((T)1 + e);                                             \
+    }
+
+DEFINE_SIGMOID(float, f32, expf)
+DEFINE_SIGMOID(double, f64, exp)
+
 #define DEFINE_CASCADE(T, SUFFIX, EXP)                                                          \
     void cascade_forward_##SUFFIX(const T *restrict s, const T *restrict b2,                  \
                                   const T *restrict k, const T *restrict p4,                  \
@@ -37,7 +49,7 @@
                     for (ptrdiff_t i = c0; i < c1; ++i) {                                      \
                         const T yi = bl[i] * s[row + i] + kl[i];                               \
                         yl[i] = yi;                                                            \
-                        sl[i] = (T)1 / ((T)1 + EXP(-yi));                                      \
+                        sl[i] = sigmoid_##SUFFIX(yi);                                      \
                     }                                                                          \
                 } else {                                                                       \
                     const T *restrict pp = p4 + (l - 1) * h;                                   \
@@ -47,7 +59,7 @@
                     for (ptrdiff_t i = c0; i < c1; ++i) {                                      \
                         const T yi = bl[i] * s[row + i] + kl[i] + pp[i] * sp[i] + qp[i] * yp[i]; \
                         yl[i] = yi;                                                            \
-                        sl[i] = (T)1 / ((T)1 + EXP(-yi));                                      \
+                        sl[i] = sigmoid_##SUFFIX(yi);                                      \
                     }                                                                          \
                 }                                                                              \
             }                                                                                  \
@@ -143,7 +155,7 @@ DEFINE_CASCADE(double, f64, exp)
                 for (ptrdiff_t i = 0; i < m; ++i) {                                            \
                     const T yi = bl[i] * srow[i] + kl[i];                                      \
                     yl[i] = yi;                                                                \
-                    sl[i] = (T)1 / ((T)1 + EXP(-yi));                                          \
+                    sl[i] = sigmoid_##SUFFIX(yi);                                          \
                 }                                                                              \
             } else {                                                                           \
                 const T *restrict pp = p4 + (l - 1) * h + c0, *restrict qp = Q + (l - 1) * h + c0; \
@@ -151,7 +163,7 @@ DEFINE_CASCADE(double, f64, exp)
                 for (ptrdiff_t i = 0; i < m; ++i) {                                            \
                     const T yi = bl[i] * srow[i] + kl[i] + pp[i] * sp[i] + qp[i] * yp[i];      \
                     yl[i] = yi;                                                                \
-                    sl[i] = (T)1 / ((T)1 + EXP(-yi));                                          \
+                    sl[i] = sigmoid_##SUFFIX(yi);                                          \
                 }                                                                              \
             }                                                                                  \
         }                                                                                      \

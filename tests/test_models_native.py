@@ -70,13 +70,16 @@ def test_cascade_columns_past_one_block_and_wide_d():
 
 
 @needs_compiler
-@pytest.mark.parametrize("name", ["gradnet-c", "gradnet-m", "mgradnet-m"])
-def test_threads_split_the_work_without_changing_the_result(name):
-    """Two threads (rows or columns split) give the one-thread result to round-off."""
-    model = build_model(name, 8, width=700, seed=0, dtype=F64)
+@pytest.mark.parametrize(
+    "name, dim", [("gradnet-c", 8), ("gradnet-m", 8), ("mgradnet-m", 8), ("gradnet-c", 40)]
+)
+def test_threads_split_the_work_without_changing_the_result(name, dim):
+    """Two threads give the one-thread result to round-off: rows split (small d) or columns
+    split (the one-pass core behind the products, d = 40)."""
+    model = build_model(name, dim, width=700, seed=0, dtype=F64)
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(256, 8, generator=gen, dtype=F64)  # N·h above the parallel threshold
-    target = torch.randn(256, 8, generator=gen, dtype=F64)
+    x = torch.randn(256, dim, generator=gen, dtype=F64)  # N·h above the parallel threshold
+    target = torch.randn(256, dim, generator=gen, dtype=F64)
     results = []
     for threads in (1, 2):
         torch.set_num_threads(threads)

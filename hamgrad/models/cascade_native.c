@@ -28,6 +28,67 @@
 DEFINE_SIGMOID(float, f32, expf)
 DEFINE_SIGMOID(double, f64, exp)
 
+/* The forward pass of one row over m columns: y_l, sg_l (the layers `stride` values apart) and
+ * v; the coefficient pointers start at the row's first column, their layers h values apart. */
+#define DEFINE_CHAIN(T, SUFFIX)                                                                 \
+    HG_INLINE void layer_chain_##SUFFIX(                                                       \
+        const T *restrict s, const T *restrict b2, const T *restrict k, const T *restrict p4,  \
+        const T *restrict Q, const T *restrict P, T *restrict y, T *restrict sg,               \
+        T *restrict v, ptrdiff_t stride, ptrdiff_t layers, ptrdiff_t h, ptrdiff_t m)           \
+    {                                                                                          \
+        for (ptrdiff_t i = 0; i < m; ++i) {                                                    \
+            const T yi = b2[i] * s[i] + k[i];                                                  \
+            y[i] = yi;                                                                         \
+            sg[i] = sigmoid_##SUFFIX(yi);                                                      \
+        }                                                                                      \
+        for (ptrdiff_t l = 1; l < layers; ++l) {                                               \
+            const T *restrict bl = b2 + l * h, *restrict kl = k + l * h;                       \
+            const T *restrict pp = p4 + (l - 1) * h, *restrict qp = Q + (l - 1) * h;           \
+            const T *restrict yp = y + (l - 1) * stride, *restrict sp = sg + (l - 1) * stride; \
+            T *restrict yl = y + l * stride, *restrict sl = sg + l * stride;                   \
+            for (ptrdiff_t i = 0; i < m; ++i) {                                                \
+                const T yi = bl[i] * s[i] + kl[i] + pp[i] * sp[i] + qp[i] * yp[i];            \
+                yl[i] = yi;                                                                    \
+                sl[i] = sigmoid_##SUFFIX(yi);                                                  \
+            }                                                                                  \
+        }                                                                                      \
+        const T *restrict PL = P + (layers - 1) * h, *restrict QL = Q + (layers - 1) * h;      \
+        const T *restrict yL = y + (layers - 1) * stride, *restrict sL = sg + (layers - 1) * stride; \
+        for (ptrdiff_t i = 0; i < m; ++i)                                                      \
+            v[i] = (T)2 * PL[i] * sL[i] + (T)0.5 * QL[i] * yL[i] - PL[i];                      \
+    }                                                                                          \
+                                                                                               \
+    /* Back-propagation through the layers of one row over m columns, from g = dl/dv (replaced \
+     * by dl/dz_1); adds beta_l g_l to gs and the per-unit parameter gradients to the four     \
+     * accumulators (layers h values apart). */                                               \
+    HG_INLINE void layer_backprop_##SUFFIX(                                                    \
+        const T *restrict s, const T *restrict beta, const T *restrict p4, const T *restrict Q, \
+        const T *restrict y, const T *restrict sg, T *restrict g, T *restrict gs,              \
+        T *restrict d_beta, T *restrict d_c, T *restrict d_p, T *restrict d_q, ptrdiff_t stride, \
+        ptrdiff_t layers, ptrdiff_t h, ptrdiff_t m)                                            \
+    {                                                                                          \
+        for (ptrdiff_t l = layers - 1; l >= 0; --l) {                                          \
+            const T *restrict yl = y + l * stride, *restrict sl = sg + l * stride;             \
+            const T *restrict pl = p4 + l * h, *restrict ql = Q + l * h;                       \
+            const T *restrict bl = beta + l * h;                                               \
+            T *restrict dbl = d_beta + l * h, *restrict dcl = d_c + l * h;                     \
+            T *restrict dpl = d_p + l * h, *restrict dql = d_q + l * h;                        \
+            for (ptrdiff_t i = 0; i < m; ++i) {                                                \
+                const T gi = g[i], si = sl[i];                                                 \
+                dpl[i] += gi * ((T)2 * si - (T)1);                                             \
+                dql[i] += (T)0.5 * gi * yl[i];                                                 \
+                const T gn = gi * (ql[i] + pl[i] * si * ((T)1 - si));                          \
+                g[i] = gn;                                                                     \
+                dcl[i] += gn;                                                                  \
+                dbl[i] += gn * s[i];                                                           \
+                gs[i] += bl[i] * gn;                                                           \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+DEFINE_CHAIN(float, f32)
+DEFINE_CHAIN(double, f64)
+
 #define DEFINE_CASCADE(T, SUFFIX, EXP)                                                          \
     void cascade_forward_##SUFFIX(const T *restrict s, const T *restrict b2,                  \
                                   const T *restrict k, const T *restrict p4,                  \
@@ -36,37 +97,10 @@ DEFINE_SIGMOID(double, f64, exp)
                                   ptrdiff_t n, ptrdiff_t h, ptrdiff_t c0, ptrdiff_t c1)       \
     {                                                                                          \
         const ptrdiff_t plane = n * h;                                                         \
-        const T *restrict PL = P + (layers - 1) * h;                                           \
-        const T *restrict QL = Q + (layers - 1) * h;                                           \
         for (ptrdiff_t r = 0; r < n; ++r) {                                                    \
-            const ptrdiff_t row = r * h;                                                       \
-            for (ptrdiff_t l = 0; l < layers; ++l) {                                           \
-                const T *restrict bl = b2 + l * h;                                             \
-                const T *restrict kl = k + l * h;                                              \
-                T *restrict yl = y + l * plane + row;                                          \
-                T *restrict sl = sg + l * plane + row;                                         \
-                if (l == 0) {                                                                  \
-                    for (ptrdiff_t i = c0; i < c1; ++i) {                                      \
-                        const T yi = bl[i] * s[row + i] + kl[i];                               \
-                        yl[i] = yi;                                                            \
-                        sl[i] = sigmoid_##SUFFIX(yi);                                      \
-                    }                                                                          \
-                } else {                                                                       \
-                    const T *restrict pp = p4 + (l - 1) * h;                                   \
-                    const T *restrict qp = Q + (l - 1) * h;                                    \
-                    const T *restrict yp = yl - plane;                                         \
-                    const T *restrict sp = sl - plane;                                         \
-                    for (ptrdiff_t i = c0; i < c1; ++i) {                                      \
-                        const T yi = bl[i] * s[row + i] + kl[i] + pp[i] * sp[i] + qp[i] * yp[i]; \
-                        yl[i] = yi;                                                            \
-                        sl[i] = sigmoid_##SUFFIX(yi);                                      \
-                    }                                                                          \
-                }                                                                              \
-            }                                                                                  \
-            const T *restrict yL = y + (layers - 1) * plane + row;                             \
-            const T *restrict sL = sg + (layers - 1) * plane + row;                            \
-            for (ptrdiff_t i = c0; i < c1; ++i)                                                \
-                v[row + i] = (T)2 * PL[i] * sL[i] + (T)0.5 * QL[i] * yL[i] - PL[i];            \
+            const ptrdiff_t at = r * h + c0;                                                   \
+            layer_chain_##SUFFIX(s + at, b2 + c0, k + c0, p4 + c0, Q + c0, P + c0, y + at,     \
+                                 sg + at, v + at, plane, layers, h, c1 - c0);                  \
         }                                                                                      \
     }                                                                                          \
                                                                                                \
@@ -92,27 +126,9 @@ DEFINE_SIGMOID(double, f64, exp)
             const T *restrict sr = s + row;                                                    \
             for (ptrdiff_t i = c0; i < c1; ++i)                                                \
                 gsr[i] = 0;                                                                    \
-            for (ptrdiff_t l = layers - 1; l >= 0; --l) {                                      \
-                const T *restrict yl = y + l * plane + row;                                    \
-                const T *restrict sl = sg + l * plane + row;                                   \
-                const T *restrict pl = p4 + l * h;                                             \
-                const T *restrict ql = Q + l * h;                                              \
-                const T *restrict bl = beta + l * h;                                           \
-                T *restrict dbl = d_beta + l * h;                                              \
-                T *restrict dcl = d_c + l * h;                                                 \
-                T *restrict dpl = d_p + l * h;                                                 \
-                T *restrict dql = d_q + l * h;                                                 \
-                for (ptrdiff_t i = c0; i < c1; ++i) {                                          \
-                    const T gi = gr[i], si = sl[i];                                            \
-                    dpl[i] += gi * ((T)2 * si - (T)1);                                         \
-                    dql[i] += (T)0.5 * gi * yl[i];                                             \
-                    const T gn = gi * (ql[i] + pl[i] * si * ((T)1 - si));                      \
-                    gr[i] = gn;                                                                \
-                    dcl[i] += gn;                                                              \
-                    dbl[i] += gn * sr[i];                                                      \
-                    gsr[i] += bl[i] * gn;                                                      \
-                }                                                                              \
-            }                                                                                  \
+            layer_backprop_##SUFFIX(sr + c0, beta + c0, p4 + c0, Q + c0, y + row + c0,         \
+                                    sg + row + c0, gr + c0, gsr + c0, d_beta + c0, d_c + c0,   \
+                                    d_p + c0, d_q + c0, plane, layers, h, c1 - c0);            \
         }                                                                                      \
     }
 
@@ -131,53 +147,34 @@ DEFINE_CASCADE(double, f64, exp)
  */
 #define CHUNK 256
 
+/* The parameters of the skinny entry points (and of the bodies they dispatch to). */
+#define SKINNY_FORWARD_PARAMS(T)                                                                \
+    const T *restrict x, const T *restrict wt, const T *restrict c, const T *restrict b2,      \
+        const T *restrict k, const T *restrict p4, const T *restrict Q, const T *restrict P,   \
+        T *restrict f, T *restrict rows, ptrdiff_t layers, ptrdiff_t h, ptrdiff_t d,           \
+        ptrdiff_t r0, ptrdiff_t r1
+#define SKINNY_BACKWARD_PARAMS(T)                                                               \
+    const T *restrict x, const T *restrict wt, const T *restrict b2, const T *restrict k,      \
+        const T *restrict p4, const T *restrict Q, const T *restrict P,                        \
+        const T *restrict beta, const T *restrict gf, T *restrict gx, T *restrict rows,        \
+        T *restrict acc, ptrdiff_t layers, ptrdiff_t h, ptrdiff_t d, ptrdiff_t r0, ptrdiff_t r1
+
 #define DEFINE_SKINNY(T, SUFFIX, EXP)                                                           \
     /* forward of one row over the columns [c0, c0 + m): s, y_l, sg_l, v into the row buffers */ \
-    static void skinny_row_##SUFFIX(const T *restrict xr, const T *restrict wt,                \
+    HG_INLINE void skinny_row_##SUFFIX(const T *restrict xr, const T *restrict wt,                \
                                     const T *restrict b2, const T *restrict k,                 \
                                     const T *restrict p4, const T *restrict Q,                 \
                                     const T *restrict P, T *restrict srow, T *restrict y,      \
                                     T *restrict sg, T *restrict v, ptrdiff_t layers,           \
                                     ptrdiff_t h, ptrdiff_t d, ptrdiff_t c0, ptrdiff_t m)       \
     {                                                                                          \
-        for (ptrdiff_t i = 0; i < m; ++i)                                                      \
-            srow[i] = 0;                                                                       \
-        for (ptrdiff_t j = 0; j < d; ++j) {                                                    \
-            const T xj = xr[j];                                                                \
-            const T *restrict wj = wt + j * h + c0;                                            \
-            for (ptrdiff_t i = 0; i < m; ++i)                                                  \
-                srow[i] += xj * wj[i];                                                         \
-        }                                                                                      \
-        for (ptrdiff_t l = 0; l < layers; ++l) {                                               \
-            const T *restrict bl = b2 + l * h + c0, *restrict kl = k + l * h + c0;             \
-            T *restrict yl = y + l * CHUNK, *restrict sl = sg + l * CHUNK;                     \
-            if (l == 0) {                                                                      \
-                for (ptrdiff_t i = 0; i < m; ++i) {                                            \
-                    const T yi = bl[i] * srow[i] + kl[i];                                      \
-                    yl[i] = yi;                                                                \
-                    sl[i] = sigmoid_##SUFFIX(yi);                                          \
-                }                                                                              \
-            } else {                                                                           \
-                const T *restrict pp = p4 + (l - 1) * h + c0, *restrict qp = Q + (l - 1) * h + c0; \
-                const T *restrict yp = yl - CHUNK, *restrict sp = sl - CHUNK;                  \
-                for (ptrdiff_t i = 0; i < m; ++i) {                                            \
-                    const T yi = bl[i] * srow[i] + kl[i] + pp[i] * sp[i] + qp[i] * yp[i];      \
-                    yl[i] = yi;                                                                \
-                    sl[i] = sigmoid_##SUFFIX(yi);                                          \
-                }                                                                              \
-            }                                                                                  \
-        }                                                                                      \
-        const T *restrict PL = P + (layers - 1) * h + c0, *restrict QL = Q + (layers - 1) * h + c0; \
-        const T *restrict yL = y + (layers - 1) * CHUNK, *restrict sL = sg + (layers - 1) * CHUNK; \
-        for (ptrdiff_t i = 0; i < m; ++i)                                                      \
-            v[i] = (T)2 * PL[i] * sL[i] + (T)0.5 * QL[i] * yL[i] - PL[i];                      \
+        hg_matvec_##SUFFIX(xr, wt + c0, h, m, d, srow);                                        \
+        layer_chain_##SUFFIX(srow, b2 + c0, k + c0, p4 + c0, Q + c0, P + c0, y, sg, v, CHUNK,  \
+                             layers, h, m);                                                    \
     }                                                                                          \
                                                                                                \
-    void cascade_skinny_forward_##SUFFIX(                                                      \
-        const T *restrict x, const T *restrict wt, const T *restrict c, const T *restrict b2,  \
-        const T *restrict k, const T *restrict p4, const T *restrict Q, const T *restrict P,   \
-        T *restrict f, T *restrict rows, ptrdiff_t layers, ptrdiff_t h, ptrdiff_t d,           \
-        ptrdiff_t r0, ptrdiff_t r1)                                                            \
+    HG_INLINE void skinny_forward_body_##SUFFIX(                                               \
+        SKINNY_FORWARD_PARAMS(T))                                                              \
     {                                                                                          \
         T *srow = rows, *v = rows + CHUNK, *y = rows + 4 * CHUNK, *sg = y + layers * CHUNK;    \
         for (ptrdiff_t r = r0; r < r1; ++r)                                                    \
@@ -193,12 +190,8 @@ DEFINE_CASCADE(double, f64, exp)
         }                                                                                      \
     }                                                                                          \
                                                                                                \
-    void cascade_skinny_backward_##SUFFIX(                                                     \
-        const T *restrict x, const T *restrict wt, const T *restrict b2, const T *restrict k,  \
-        const T *restrict p4, const T *restrict Q, const T *restrict P,                        \
-        const T *restrict beta, const T *restrict gf, T *restrict gx, T *restrict rows,        \
-        T *restrict acc, ptrdiff_t layers, ptrdiff_t h, ptrdiff_t d, ptrdiff_t r0,             \
-        ptrdiff_t r1)                                                                          \
+    HG_INLINE void skinny_backward_body_##SUFFIX(                                              \
+        SKINNY_BACKWARD_PARAMS(T))                                                             \
     {                                                                                          \
         T *srow = rows, *v = rows + CHUNK, *g = rows + 2 * CHUNK, *gs = rows + 3 * CHUNK;      \
         T *y = rows + 4 * CHUNK, *sg = y + layers * CHUNK;                                     \
@@ -212,35 +205,13 @@ DEFINE_CASCADE(double, f64, exp)
                 const T *restrict xr = x + r * d, *restrict gfr = gf + r * d;                  \
                 skinny_row_##SUFFIX(xr, wt, b2, k, p4, Q, P, srow, y, sg, v, layers, h, d, c0, \
                                     m);                                                        \
-                for (ptrdiff_t i = 0; i < m; ++i) {                                            \
-                    g[i] = 0;                                                                  \
+                for (ptrdiff_t i = 0; i < m; ++i)                                              \
                     gs[i] = 0;                                                                 \
-                }                                                                              \
-                for (ptrdiff_t j = 0; j < d; ++j) {                                            \
-                    const T gj = gfr[j];                                                       \
-                    const T *restrict wj = wt + j * h + c0;                                    \
-                    for (ptrdiff_t i = 0; i < m; ++i)                                          \
-                        g[i] += gj * wj[i];                                                    \
-                }                                                                              \
-                for (ptrdiff_t l = layers - 1; l >= 0; --l) {                                  \
-                    const T *restrict yl = y + l * CHUNK, *restrict sl = sg + l * CHUNK;       \
-                    const T *restrict pl = p4 + l * h + c0, *restrict ql = Q + l * h + c0;     \
-                    const T *restrict bl = beta + l * h + c0;                                  \
-                    T *restrict dbl = acc + l * h + c0;                                        \
-                    T *restrict dcl = acc + (layers + l) * h + c0;                             \
-                    T *restrict dpl = acc + (2 * layers + l) * h + c0;                         \
-                    T *restrict dql = acc + (3 * layers + l) * h + c0;                         \
-                    for (ptrdiff_t i = 0; i < m; ++i) {                                        \
-                        const T gi = g[i], si = sl[i];                                         \
-                        dpl[i] += gi * ((T)2 * si - (T)1);                                     \
-                        dql[i] += (T)0.5 * gi * yl[i];                                         \
-                        const T gn = gi * (ql[i] + pl[i] * si * ((T)1 - si));                  \
-                        g[i] = gn;                                                             \
-                        dcl[i] += gn;                                                          \
-                        dbl[i] += gn * srow[i];                                                \
-                        gs[i] += bl[i] * gn;                                                   \
-                    }                                                                          \
-                }                                                                              \
+                hg_matvec_##SUFFIX(gfr, wt + c0, h, m, d, g);                                  \
+                layer_backprop_##SUFFIX(srow, beta + c0, p4 + c0, Q + c0, y, sg, g, gs,        \
+                                        acc + c0, acc + layers * h + c0,                       \
+                                        acc + 2 * layers * h + c0, acc + 3 * layers * h + c0,  \
+                                        CHUNK, layers, h, m);                                  \
                 T *restrict dwt = acc + 4 * layers * h + c0;                                   \
                 for (ptrdiff_t j = 0; j < d; ++j) {                                            \
                     const T xj = xr[j], gj = gfr[j];                                           \
@@ -256,6 +227,28 @@ DEFINE_CASCADE(double, f64, exp)
 
 DEFINE_SKINNY(float, f32, expf)
 DEFINE_SKINNY(double, f64, exp)
+
+/* The exported entry points (see HG_DISPATCH_D). */
+#define DEFINE_SKINNY_ENTRIES(T, SUFFIX)                                                        \
+    void cascade_skinny_forward_##SUFFIX(                                                      \
+        SKINNY_FORWARD_PARAMS(T))                                                              \
+    {                                                                                          \
+        HG_DISPATCH_D(d, SKINNY_FWD_##SUFFIX)                                                  \
+    }                                                                                          \
+                                                                                               \
+    void cascade_skinny_backward_##SUFFIX(                                                     \
+        SKINNY_BACKWARD_PARAMS(T))                                                             \
+    {                                                                                          \
+        HG_DISPATCH_D(d, SKINNY_BWD_##SUFFIX)                                                  \
+    }
+
+#define SKINNY_FWD_f32(D) skinny_forward_body_f32(x, wt, c, b2, k, p4, Q, P, f, rows, layers, h, D, r0, r1)
+#define SKINNY_BWD_f32(D) skinny_backward_body_f32(x, wt, b2, k, p4, Q, P, beta, gf, gx, rows, acc, layers, h, D, r0, r1)
+#define SKINNY_FWD_f64(D) skinny_forward_body_f64(x, wt, c, b2, k, p4, Q, P, f, rows, layers, h, D, r0, r1)
+#define SKINNY_BWD_f64(D) skinny_backward_body_f64(x, wt, b2, k, p4, Q, P, beta, gf, gx, rows, acc, layers, h, D, r0, r1)
+
+DEFINE_SKINNY_ENTRIES(float, f32)
+DEFINE_SKINNY_ENTRIES(double, f64)
 
 /* Columns per block of the skinny loops (the row scratch holds (4 + 2L) of these). */
 ptrdiff_t cascade_skinny_chunk(void) { return CHUNK; }

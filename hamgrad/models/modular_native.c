@@ -21,19 +21,19 @@
 #define MAX_DIM HG_MAX_DIM
 #define ROWS HG_ROWS /* rows per block of the weight-gradient update */
 
+/* The parameters of the entry points (and of the bodies they dispatch to). */
+#define SOFTMAX_FORWARD_PARAMS(T)                                                               \
+    const T *restrict x, const T *restrict wt, const T *restrict c, const T *restrict r,       \
+        const T *restrict a, const T *restrict A, const T *restrict B, T *restrict f,          \
+        T *restrict rows, T limit, ptrdiff_t k, ptrdiff_t h, ptrdiff_t d, ptrdiff_t r0,        \
+        ptrdiff_t r1
+#define SOFTMAX_BACKWARD_PARAMS(T)                                                              \
+    const T *restrict x, const T *restrict wt, const T *restrict r, const T *restrict a,       \
+        const T *restrict A, const T *restrict B, const T *restrict gf, T *restrict gx,        \
+        T *restrict rows, T *restrict acc, T limit, ptrdiff_t k, ptrdiff_t h, ptrdiff_t d,     \
+        ptrdiff_t r0, ptrdiff_t r1
+
 #define DEFINE_SOFTMAX(T, SUFFIX, EXP)                                                          \
-    /* s[i] = sum_j xr[j] w[j * hk + i], i < h (d is a constant where this is inlined) */      \
-    INLINE void matvec_##SUFFIX(const T *restrict xr, const T *restrict w, ptrdiff_t hk,       \
-                                ptrdiff_t h, ptrdiff_t d, T *restrict s)                       \
-    {                                                                                          \
-        for (ptrdiff_t i = 0; i < h; ++i) {                                                    \
-            T acc = 0;                                                                         \
-            for (ptrdiff_t j = 0; j < d; ++j)                                                  \
-                acc += xr[j] * w[j * hk + i];                                                  \
-            s[i] = acc;                                                                        \
-        }                                                                                      \
-    }                                                                                          \
-                                                                                               \
     /* one row, one module: s = W x, the exponentials sp = exp(u - max u) and sm (of -u, up to \
      * a constant), v = A softmax(u) - B softmax(-u) = A sp scale[0] - B sm scale[1] */        \
     INLINE void softmax_row_##SUFFIX(const T *restrict xr, const T *restrict wt,               \
@@ -42,7 +42,7 @@
                                      T *restrict v, ptrdiff_t hk, ptrdiff_t d, ptrdiff_t c0,   \
                                      ptrdiff_t h, T limit, T *restrict scale)                  \
     {                                                                                          \
-        matvec_##SUFFIX(xr, wt + c0, hk, h, d, s);                                             \
+        hg_matvec_##SUFFIX(xr, wt + c0, hk, h, d, s);                                             \
         T hi = r[c0] * s[0] + a[c0], lo = hi; /* no infinities: built with -ffast-math */       \
         for (ptrdiff_t i = 0; i < h; ++i) {                                                    \
             const T u = r[c0 + i] * s[i] + a[c0 + i];                                          \
@@ -77,10 +77,7 @@
     }                                                                                          \
                                                                                                \
     INLINE void forward_body_##SUFFIX(                                                         \
-        const T *restrict x, const T *restrict wt, const T *restrict c, const T *restrict r,   \
-        const T *restrict a, const T *restrict A, const T *restrict B, T *restrict f,          \
-        T *restrict rows, T limit, ptrdiff_t k, ptrdiff_t h, ptrdiff_t d, ptrdiff_t r0,        \
-        ptrdiff_t r1)                                                                          \
+        SOFTMAX_FORWARD_PARAMS(T))                                                             \
     {                                                                                          \
         const ptrdiff_t hk = k * h;                                                            \
         T scale[2]; /* 1 / sum of sp, 1 / sum of sm for the current row */                     \
@@ -99,10 +96,7 @@
     }                                                                                          \
                                                                                                \
     INLINE void backward_body_##SUFFIX(                                                        \
-        const T *restrict x, const T *restrict wt, const T *restrict r, const T *restrict a,   \
-        const T *restrict A, const T *restrict B, const T *restrict gf, T *restrict gx,        \
-        T *restrict rows, T *restrict acc, T limit, ptrdiff_t k, ptrdiff_t h, ptrdiff_t d,     \
-        ptrdiff_t r0, ptrdiff_t r1)                                                            \
+        SOFTMAX_BACKWARD_PARAMS(T))                                                            \
     {                                                                                          \
         const ptrdiff_t hk = k * h;                                                            \
         T scale[2]; /* 1 / sum of sp, 1 / sum of sm for the current row */                     \
@@ -135,7 +129,7 @@
                     const T *restrict xr = x + n * d, *restrict gfr = gf + n * d;              \
                     softmax_row_##SUFFIX(xr, wt, r, a, Am, Bm, s, sp, sm, vq, hk, d, c0, h,    \
                                          limit, scale);                                        \
-                    matvec_##SUFFIX(gfr, wt + c0, hk, h, d, g);                                \
+                    hg_matvec_##SUFFIX(gfr, wt + c0, hk, h, d, g);                                \
                     const T rho = scale[0] * hg_dot_##SUFFIX(sp, g, h);                        \
                     const T mu = scale[1] * hg_dot_##SUFFIX(sm, g, h);                         \
                     const T Ap = Am * scale[0], Bq = Bm * scale[1];                            \
@@ -167,38 +161,18 @@
 DEFINE_SOFTMAX(float, f32, expf)
 DEFINE_SOFTMAX(double, f64, exp)
 
-/* The exported entry points: the loops specialised for the common small d (constant trip counts
- * let the compiler keep the d products in registers), a generic version otherwise. */
-#define DISPATCH_D(CALL)                                                                        \
-    switch (d) {                                                                               \
-    case 1: CALL(1); break;                                                                    \
-    case 2: CALL(2); break;                                                                    \
-    case 3: CALL(3); break;                                                                    \
-    case 4: CALL(4); break;                                                                    \
-    case 6: CALL(6); break;                                                                    \
-    case 8: CALL(8); break;                                                                    \
-    case 12: CALL(12); break;                                                                  \
-    case 16: CALL(16); break;                                                                  \
-    default: CALL(d);                                                                          \
-    }
-
+/* The exported entry points (see HG_DISPATCH_D). */
 #define DEFINE_ENTRIES(T, SUFFIX)                                                               \
     void softmax_skinny_forward_##SUFFIX(                                                      \
-        const T *restrict x, const T *restrict wt, const T *restrict c, const T *restrict r,   \
-        const T *restrict a, const T *restrict A, const T *restrict B, T *restrict f,          \
-        T *restrict rows, T limit, ptrdiff_t k, ptrdiff_t h, ptrdiff_t d, ptrdiff_t r0,        \
-        ptrdiff_t r1)                                                                          \
+        SOFTMAX_FORWARD_PARAMS(T))                                                             \
     {                                                                                          \
-        DISPATCH_D(FWD_##SUFFIX)                                                               \
+        HG_DISPATCH_D(d, FWD_##SUFFIX)                                                               \
     }                                                                                          \
                                                                                                \
     void softmax_skinny_backward_##SUFFIX(                                                     \
-        const T *restrict x, const T *restrict wt, const T *restrict r, const T *restrict a,   \
-        const T *restrict A, const T *restrict B, const T *restrict gf, T *restrict gx,        \
-        T *restrict rows, T *restrict acc, T limit, ptrdiff_t k, ptrdiff_t h, ptrdiff_t d,     \
-        ptrdiff_t r0, ptrdiff_t r1)                                                            \
+        SOFTMAX_BACKWARD_PARAMS(T))                                                            \
     {                                                                                          \
-        DISPATCH_D(BWD_##SUFFIX)                                                               \
+        HG_DISPATCH_D(d, BWD_##SUFFIX)                                                               \
     }
 
 #define FWD_f32(D) forward_body_f32(x, wt, c, r, a, A, B, f, rows, limit, k, h, D, r0, r1)

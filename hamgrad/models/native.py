@@ -185,11 +185,12 @@ def pointer(t: torch.Tensor) -> ctypes.c_void_p:
 
 def _executor(parts: int) -> ThreadPoolExecutor:
     global _pool, _pool_pid
-    # a pool inherited through fork() has no threads in the child: make a new one there
-    if _pool is None or _pool._max_workers < parts or _pool_pid != os.getpid():
-        _pool = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="hamgrad-native")
-        _pool_pid = os.getpid()
-    return _pool
+    with _lock:
+        # a pool inherited through fork() has no threads in the child: make a new one there
+        if _pool is None or _pool._max_workers < parts or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="hamgrad-native")
+            _pool_pid = os.getpid()
+        return _pool
 
 
 def thread_count(n_rows: int, n_cols: int, min_rows: int = 1) -> int:

@@ -53,6 +53,19 @@
         }                                                                                      \
     }                                                                                          \
                                                                                                \
+    /* s[i] = sum_{j < nd} x[j] w[j * stride + i], i < m (nd a constant where inlined, so the \
+     * sum over j stays in a register) */                                                      \
+    HG_INLINE void hg_matvec_##SUFFIX(const T *restrict x, const T *restrict w, ptrdiff_t stride, \
+                                      ptrdiff_t m, ptrdiff_t nd, T *restrict s)                \
+    {                                                                                          \
+        for (ptrdiff_t i = 0; i < m; ++i) {                                                    \
+            T acc = 0;                                                                         \
+            for (ptrdiff_t j = 0; j < nd; ++j)                                                 \
+                acc += x[j] * w[j * stride + i];                                               \
+            s[i] = acc;                                                                        \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
     /* sum_{i < m} a[i] b[i] on four accumulators */                                           \
     HG_INLINE T hg_dot_##SUFFIX(const T *restrict a, const T *restrict b, ptrdiff_t m)         \
     {                                                                                          \
@@ -68,6 +81,21 @@
         return total;                                                                          \
     }                                                                                          \
 
+
+/* Calls CALL(d) with d a compile-time constant for the common small d, so that the loops over d
+ * inlined into CALL are unrolled and their sums kept in registers; CALL(d) as is otherwise. */
+#define HG_DISPATCH_D(d, CALL)                                                                  \
+    switch (d) {                                                                               \
+    case 1: CALL(1); break;                                                                    \
+    case 2: CALL(2); break;                                                                    \
+    case 3: CALL(3); break;                                                                    \
+    case 4: CALL(4); break;                                                                    \
+    case 6: CALL(6); break;                                                                    \
+    case 8: CALL(8); break;                                                                    \
+    case 12: CALL(12); break;                                                                  \
+    case 16: CALL(16); break;                                                                  \
+    default: CALL(d);                                                                          \
+    }
 
 HG_DEFINE_DOTS(float, f32)
 HG_DEFINE_DOTS(double, f64)

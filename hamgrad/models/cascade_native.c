@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "native_dots.h"
+#include "native_exp.h"
 
 /* sigmoid(y) from e = exp(-|y|) <= 1: no overflow for any y (an infinite exp(-y) turns into NaN
  * under the reciprocal approximations that -ffast-math allows), and accurate in both tails. */
@@ -25,8 +26,8 @@
         return (y < (T)0 ? e : (T)1) / ((T)1 + e);                                             \
     }
 
-DEFINE_SIGMOID(float, f32, expf)
-DEFINE_SIGMOID(double, f64, exp)
+DEFINE_SIGMOID(float, f32, hg_exp_f32)
+DEFINE_SIGMOID(double, f64, hg_exp_f64)
 
 /* The forward pass of one row over m columns: y_l, sg_l (the layers `stride` values apart) and
  * v; the coefficient pointers start at the row's first column, their layers h values apart. */
@@ -132,8 +133,8 @@ DEFINE_CHAIN(double, f64)
         }                                                                                      \
     }
 
-DEFINE_CASCADE(float, f32, expf)
-DEFINE_CASCADE(double, f64, exp)
+DEFINE_CASCADE(float, f32, hg_exp_f32)
+DEFINE_CASCADE(double, f64, hg_exp_f64)
 
 /* Skinny variant (small d): the products with W run inside the loops, so no (N, h) array is ever
  * written. `wt` is W transposed, (d, h). Rows [r0, r1) are handled, in blocks of CHUNK columns so
@@ -225,8 +226,8 @@ DEFINE_CASCADE(double, f64, exp)
         }                                                                                      \
     }
 
-DEFINE_SKINNY(float, f32, expf)
-DEFINE_SKINNY(double, f64, exp)
+DEFINE_SKINNY(float, f32, hg_exp_f32)
+DEFINE_SKINNY(double, f64, hg_exp_f64)
 
 /* The exported entry points (see HG_DISPATCH_D). */
 #define DEFINE_SKINNY_ENTRIES(T, SUFFIX)                                                        \

@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "native_dots.h"
+#include "native_exp.h"
 
 #define INLINE HG_INLINE
 #define MAX_DIM HG_MAX_DIM
@@ -158,8 +159,8 @@
         }                                                                                      \
     }
 
-DEFINE_SOFTMAX(float, f32, expf)
-DEFINE_SOFTMAX(double, f64, exp)
+DEFINE_SOFTMAX(float, f32, hg_exp_f32)
+DEFINE_SOFTMAX(double, f64, hg_exp_f64)
 
 /* The exported entry points (see HG_DISPATCH_D). */
 #define DEFINE_ENTRIES(T, SUFFIX)                                                               \

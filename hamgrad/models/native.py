@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import math
 import os
 import platform
 import shutil
@@ -171,9 +172,18 @@ def status() -> dict[str, str]:
 
 
 def usable(*tensors: torch.Tensor) -> bool:
-    """Whether the compiled kernels can take these tensors (CPU, float32/float64)."""
+    """Whether the compiled kernels can take these tensors: CPU, float32/float64 and finite.
+
+    Non-finite values go to the torch kernels, which propagate them: the compiled loops are
+    built with ``-ffast-math`` and may turn a NaN into a finite number. (A finite sum that
+    overflows also sends the call to the torch kernels, which is merely slower.)
+    """
     first = tensors[0]
-    return first.device.type == "cpu" and first.dtype in (torch.float32, torch.float64)
+    if first.device.type != "cpu" or first.dtype not in (torch.float32, torch.float64):
+        return False
+    with torch.no_grad():
+        total = sum(float(t.sum()) for t in tensors)
+    return math.isfinite(total)
 
 
 def pointer(t: torch.Tensor) -> ctypes.c_void_p:

@@ -113,12 +113,11 @@ def test_saturated_softmax_takes_the_two_exponential_path(dtype, tol):
 @pytest.mark.parametrize("name", ["gradnet-c", "gradnet-m"])
 def test_non_finite_values_propagate(name):
     """A NaN in the input or in a parameter gives a non-finite output, never a finite number
-    (the compiled loops are built with -ffast-math, so such calls go to the torch kernels)."""
+    (the loops are built with -ffast-math: a float clamp inside exp once turned NaNs into
+    finite values)."""
     model = build_model(name, 4, width=64, seed=0, fused=True)
     x = torch.randn(70, 4)
-    assert native.usable(x, *model.parameters())
     x[3, 1] = float("nan")
-    assert not native.usable(x, *model.parameters())
     out = model(x)
     assert not torch.isfinite(out[3]).all()
     assert torch.isfinite(out[[0, 1, 2, 4]]).all()

@@ -161,11 +161,9 @@ class CascadeGradNet(GradientModel):
     def _field(self, x: torch.Tensor) -> torch.Tensor:
         weight, out_bias = like(self.weight, x), like(self.out_bias, x)
         if use_fused(self.fused, x.shape[0] * self.width):
-            if self.dim < SKINNY_DIM and skinny_available(x, *self.parameters()):
+            if self.dim < SKINNY_DIM and skinny_available(x):
                 return skinny_cascade_field(x, weight, out_bias, *self.core_coefficients(x))
-            return tied_field(
-                core_for(x, *self.parameters()), x, weight, out_bias, *self.core_coefficients(x)
-            )
+            return tied_field(core_for(x), x, weight, out_bias, *self.core_coefficients(x))
         return torch.addmm(out_bias, self.profile(x @ weight.T), weight)
 
     def _potential(self, x: torch.Tensor) -> torch.Tensor:

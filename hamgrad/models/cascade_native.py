@@ -166,13 +166,13 @@ def skinny_cascade_field(x, weight, bias, beta, cb, P, Q) -> torch.Tensor:
     return _SkinnyCascadeField.apply(x, weight, bias, beta, cb, P, Q)
 
 
-def skinny_available(x: torch.Tensor, *params: torch.Tensor) -> bool:
-    """Whether :func:`skinny_cascade_field` can take ``x`` (and the model's ``params``)."""
-    return x.dim() == 2 and native.usable(x, *params) and _library() is not None
+def skinny_available(x: torch.Tensor) -> bool:
+    """Whether :func:`skinny_cascade_field` can take ``x``."""
+    return x.dim() == 2 and native.usable(x) and _library() is not None
 
 
-def core_for(x: torch.Tensor, *params: torch.Tensor):
-    """The fastest cascade core available for ``x`` and the model's ``params``."""
-    if native.usable(x, *params) and _library() is not None:
+def core_for(x: torch.Tensor):
+    """The fastest cascade core available for tensors like ``x``."""
+    if native.usable(x) and _library() is not None:
         return NativeCascadeCore
     return CascadeCore

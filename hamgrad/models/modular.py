@@ -146,11 +146,7 @@ class ModularGradNet(GradientModel):
         c1, c2 = self._stacked_coefficients(x)
         out_bias = like(self.out_bias, x)
         if self.group and d < SKINNY_DIM:
-            skinny = (
-                native_skinny_softmax_field
-                if native_available(x, *self.parameters())
-                else skinny_softmax_field
-            )
+            skinny = native_skinny_softmax_field if native_available(x) else skinny_softmax_field
             return skinny(
                 x,
                 weight,
@@ -179,9 +175,9 @@ class ModularGradNet(GradientModel):
             (a * c1).reshape(1, k * h),
             (a * c2).reshape(1, k * h),
         )
-        if d < SKINNY_DIM and skinny_available(x, *self.parameters()):
+        if d < SKINNY_DIM and skinny_available(x):
             return skinny_cascade_field(x, weight, out_bias, *theta)
-        return tied_field(core_for(x, *self.parameters()), x, weight, out_bias, *theta)
+        return tied_field(core_for(x), x, weight, out_bias, *theta)
 
     def _field_literal(self, x: torch.Tensor) -> torch.Tensor:
         """The published equations, one module at a time."""

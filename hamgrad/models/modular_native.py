@@ -111,6 +111,6 @@ def native_skinny_softmax_field(x, weight, bias, A, B, in_scale, in_bias) -> tor
     return _NativeSkinnySoftmaxField.apply(x, weight, bias, A, B, in_scale, in_bias)
 
 
-def available(x: torch.Tensor, *params: torch.Tensor) -> bool:
-    """Whether :func:`native_skinny_softmax_field` can take ``x`` (and the model's ``params``)."""
-    return x.dim() == 2 and native.usable(x, *params) and _library() is not None
+def available(x: torch.Tensor) -> bool:
+    """Whether :func:`native_skinny_softmax_field` can take ``x``."""
+    return x.dim() == 2 and native.usable(x) and _library() is not None

@@ -229,18 +229,18 @@ DEFINE_CASCADE(double, f64, hg_exp_f64)
 DEFINE_SKINNY(float, f32, hg_exp_f32)
 DEFINE_SKINNY(double, f64, hg_exp_f64)
 
-/* The exported entry points (see HG_DISPATCH_D). */
-#define DEFINE_SKINNY_ENTRIES(T, SUFFIX)                                                        \
+/* The exported entry points (see HG_DISPATCH_D in native_dots.h). */
+#define DEFINE_SKINNY_ENTRIES(T, SUFFIX, DISPATCH)                                                        \
     void cascade_skinny_forward_##SUFFIX(                                                      \
         SKINNY_FORWARD_PARAMS(T))                                                              \
     {                                                                                          \
-        HG_DISPATCH_D(d, SKINNY_FWD_##SUFFIX)                                                  \
+        DISPATCH(d, SKINNY_FWD_##SUFFIX)                                                       \
     }                                                                                          \
                                                                                                \
     void cascade_skinny_backward_##SUFFIX(                                                     \
         SKINNY_BACKWARD_PARAMS(T))                                                             \
     {                                                                                          \
-        HG_DISPATCH_D(d, SKINNY_BWD_##SUFFIX)                                                  \
+        DISPATCH(d, SKINNY_BWD_##SUFFIX)                                                       \
     }
 
 #define SKINNY_FWD_f32(D) skinny_forward_body_f32(x, wt, c, b2, k, p4, Q, P, f, rows, layers, h, D, r0, r1)
@@ -248,8 +248,10 @@ DEFINE_SKINNY(double, f64, hg_exp_f64)
 #define SKINNY_FWD_f64(D) skinny_forward_body_f64(x, wt, c, b2, k, p4, Q, P, f, rows, layers, h, D, r0, r1)
 #define SKINNY_BWD_f64(D) skinny_backward_body_f64(x, wt, b2, k, p4, Q, P, beta, gf, gx, rows, acc, layers, h, D, r0, r1)
 
-DEFINE_SKINNY_ENTRIES(float, f32)
-DEFINE_SKINNY_ENTRIES(double, f64)
+/* float32 (the training precision) gets the small-d copies; float64 the generic loops only */
+#define NO_DISPATCH(d, CALL) CALL(d);
+DEFINE_SKINNY_ENTRIES(float, f32, HG_DISPATCH_D)
+DEFINE_SKINNY_ENTRIES(double, f64, NO_DISPATCH)
 
 /* Columns per block of the skinny loops (the row scratch holds (4 + 2L) of these). */
 ptrdiff_t cascade_skinny_chunk(void) { return CHUNK; }

@@ -162,18 +162,18 @@
 DEFINE_SOFTMAX(float, f32, hg_exp_f32)
 DEFINE_SOFTMAX(double, f64, hg_exp_f64)
 
-/* The exported entry points (see HG_DISPATCH_D). */
-#define DEFINE_ENTRIES(T, SUFFIX)                                                               \
+/* The exported entry points (see HG_DISPATCH_D in native_dots.h). */
+#define DEFINE_ENTRIES(T, SUFFIX, DISPATCH)                                                               \
     void softmax_skinny_forward_##SUFFIX(                                                      \
         SOFTMAX_FORWARD_PARAMS(T))                                                             \
     {                                                                                          \
-        HG_DISPATCH_D(d, FWD_##SUFFIX)                                                               \
+        DISPATCH(d, FWD_##SUFFIX)                                                               \
     }                                                                                          \
                                                                                                \
     void softmax_skinny_backward_##SUFFIX(                                                     \
         SOFTMAX_BACKWARD_PARAMS(T))                                                            \
     {                                                                                          \
-        HG_DISPATCH_D(d, BWD_##SUFFIX)                                                               \
+        DISPATCH(d, BWD_##SUFFIX)                                                               \
     }
 
 #define FWD_f32(D) forward_body_f32(x, wt, c, r, a, A, B, f, rows, limit, k, h, D, r0, r1)
@@ -181,8 +181,10 @@ DEFINE_SOFTMAX(double, f64, hg_exp_f64)
 #define FWD_f64(D) forward_body_f64(x, wt, c, r, a, A, B, f, rows, limit, k, h, D, r0, r1)
 #define BWD_f64(D) backward_body_f64(x, wt, r, a, A, B, gf, gx, rows, acc, limit, k, h, D, r0, r1)
 
-DEFINE_ENTRIES(float, f32)
-DEFINE_ENTRIES(double, f64)
+/* float32 (the training precision) gets the small-d copies; float64 the generic loops only */
+#define NO_DISPATCH(d, CALL) CALL(d);
+DEFINE_ENTRIES(float, f32, HG_DISPATCH_D)
+DEFINE_ENTRIES(double, f64, NO_DISPATCH)
 
 /* Values of row scratch per thread that the backward pass needs, in units of h. */
 ptrdiff_t softmax_skinny_rows(void) { return 4 + 2 * ROWS; }

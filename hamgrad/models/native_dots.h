@@ -53,16 +53,28 @@
         }                                                                                      \
     }                                                                                          \
                                                                                                \
-    /* s[i] = sum_{j < nd} x[j] w[j * stride + i], i < m (nd a constant where inlined, so the \
-     * sum over j stays in a register) */                                                      \
+    /* s[i] = sum_{j < nd} x[j] w[j * stride + i], i < m. Where nd is a compile-time constant   \
+     * (see HG_DISPATCH_D) the sum over j is unrolled and kept in a register; otherwise s is    \
+     * accumulated in one pass per j. */                                                       \
     HG_INLINE void hg_matvec_##SUFFIX(const T *restrict x, const T *restrict w, ptrdiff_t stride, \
                                       ptrdiff_t m, ptrdiff_t nd, T *restrict s)                \
     {                                                                                          \
-        for (ptrdiff_t i = 0; i < m; ++i) {                                                    \
-            T acc = 0;                                                                         \
-            for (ptrdiff_t j = 0; j < nd; ++j)                                                 \
-                acc += x[j] * w[j * stride + i];                                               \
-            s[i] = acc;                                                                        \
+        if (__builtin_constant_p(nd)) {                                                        \
+            for (ptrdiff_t i = 0; i < m; ++i) {                                                \
+                T acc = 0;                                                                     \
+                for (ptrdiff_t j = 0; j < nd; ++j)                                             \
+                    acc += x[j] * w[j * stride + i];                                           \
+                s[i] = acc;                                                                    \
+            }                                                                                  \
+            return;                                                                            \
+        }                                                                                      \
+        for (ptrdiff_t i = 0; i < m; ++i)                                                      \
+            s[i] = 0;                                                                          \
+        for (ptrdiff_t j = 0; j < nd; ++j) {                                                   \
+            const T xj = x[j];                                                                 \
+            const T *restrict wj = w + j * stride;                                             \
+            for (ptrdiff_t i = 0; i < m; ++i)                                                  \
+                s[i] += xj * wj[i];                                                            \
         }                                                                                      \
     }                                                                                          \
                                                                                                \
@@ -83,17 +95,13 @@
 
 
 /* Calls CALL(d) with d a compile-time constant for the common small d, so that the loops over d
- * inlined into CALL are unrolled and their sums kept in registers; CALL(d) as is otherwise. */
+ * inlined into CALL are unrolled and their sums kept in registers; CALL(d) as is otherwise.
+ * (Each case is a full copy of the kernel: the list is short to keep the build at seconds.) */
 #define HG_DISPATCH_D(d, CALL)                                                                  \
     switch (d) {                                                                               \
-    case 1: CALL(1); break;                                                                    \
     case 2: CALL(2); break;                                                                    \
-    case 3: CALL(3); break;                                                                    \
     case 4: CALL(4); break;                                                                    \
-    case 6: CALL(6); break;                                                                    \
     case 8: CALL(8); break;                                                                    \
-    case 12: CALL(12); break;                                                                  \
-    case 16: CALL(16); break;                                                                  \
     default: CALL(d);                                                                          \
     }
 

@@ -7,6 +7,11 @@ backward pass reads them once, writes ``g_s`` and accumulates every per-unit par
 on the way (no ``(L, N, h)`` gradient stack, no separate reductions). :func:`core_for` picks it
 when the compiled library is available (:mod:`hamgrad.models.native`) and the tensors are
 CPU float32/float64; otherwise the torch kernel.
+
+For small ``d`` (< :data:`hamgrad.models.tied.SKINNY_DIM`) :func:`skinny_cascade_field` goes
+further: the products with ``W`` run inside the loops too (``d`` multiply-adds per unit), so the
+whole field and its backward never write an ``(N, h)`` array; the backward recomputes each row's
+forward pass in cache instead of storing the layers.
 """
 
 from __future__ import annotations

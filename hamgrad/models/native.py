@@ -4,7 +4,7 @@ The fused kernels of :mod:`hamgrad.models.tied` are bound by memory traffic on C
 operation reads and writes whole ``(N, h)`` arrays. A few loops in C (``*_native.c`` next to this
 file) do the same arithmetic in one pass, with the hidden-unit rows in L1 cache. They are
 compiled once per machine and source into a cache directory and called through :mod:`ctypes`
-(which releases the GIL, so column ranges can run on several threads).
+(which releases the GIL, so row or column ranges run on torch's threads concurrently).
 
 Everything here is optional: without a C compiler, on a non-CPU device, or with
 ``HAMGRAD_NATIVE=0`` in the environment, :func:`load` returns ``None`` and the torch kernels
@@ -14,7 +14,7 @@ Environment:
     ``HAMGRAD_NATIVE``: ``0`` disables the compiled kernels.
     ``HAMGRAD_CACHE``: directory for the compiled libraries (default
     ``$XDG_CACHE_HOME/hamgrad`` or ``~/.cache/hamgrad``; a temporary directory if unwritable).
-    ``CC``: the C compiler (default ``cc``, then ``gcc``).
+    ``CC``: the C compiler (default: the first of ``cc``, ``gcc``, ``clang`` found).
 """
 
 from __future__ import annotations

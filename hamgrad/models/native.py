@@ -64,7 +64,10 @@ def _cache_dir() -> Path:
     if root:
         return Path(root)
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "hamgrad"
+    try:
+        return (Path(xdg) if xdg else Path.home() / ".cache") / "hamgrad"
+    except RuntimeError:  # no home directory: the temporary directory serves
+        return Path(tempfile.gettempdir()) / f"hamgrad-{os.getuid()}"
 
 
 def _machine_key() -> str:

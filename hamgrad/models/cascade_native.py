@@ -16,39 +16,30 @@ forward pass in cache instead of storing the layers.
 
 from __future__ import annotations
 
-import ctypes
-
 import torch
 
 from hamgrad.models import native
 from hamgrad.models.cascade_kernel import CascadeCore, _prepare, cascade_core_reference
 from hamgrad.models.tied import differentiate_reference
 
-_P = ctypes.c_void_p
-_I = ctypes.c_ssize_t
-_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+
+def _declare(lib) -> None:
+    P, I = native.POINTER, native.INDEX
+    for suffix in native.SUFFIX.values():
+        getattr(lib, f"cascade_forward_{suffix}").argtypes = [P] * 9 + [I] * 5
+        getattr(lib, f"cascade_backward_{suffix}").argtypes = [P] * 12 + [I] * 5
+        getattr(lib, f"cascade_skinny_forward_{suffix}").argtypes = [P] * 10 + [I] * 5
+        getattr(lib, f"cascade_skinny_backward_{suffix}").argtypes = [P] * 12 + [I] * 5
+    lib.cascade_skinny_chunk.restype = I
 
 
 def _library():
-    lib = native.load("cascade_native")
-    if lib is not None and not getattr(lib, "_hamgrad_typed", False):
-        for suffix in _SUFFIX.values():
-            getattr(lib, f"cascade_forward_{suffix}").argtypes = [_P] * 9 + [_I] * 5
-            getattr(lib, f"cascade_backward_{suffix}").argtypes = [_P] * 12 + [_I] * 5
-            getattr(lib, f"cascade_skinny_forward_{suffix}").argtypes = [_P] * 10 + [_I] * 5
-            getattr(lib, f"cascade_skinny_backward_{suffix}").argtypes = [_P] * 12 + [_I] * 5
-        lib.cascade_skinny_chunk.restype = _I
-        lib._hamgrad_typed = True
-    return lib
+    return native.load("cascade_native", _declare)
 
 
 def _chunk() -> int:
     """Columns per block of the skinny C loops (sizes their per-thread row scratch)."""
     return int(_library().cascade_skinny_chunk())
-
-
-def _c(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().contiguous()
 
 
 class NativeCascadeCore:
@@ -74,8 +65,9 @@ class NativeCascadeCore:
         n, h = s.shape
         b2, const, p4 = _prepare(beta.detach(), cb.detach(), P.detach())
         v = bufs[2 * layers]
-        args = [s, b2, const, p4, _c(Q), _c(P), bufs[0], bufs[layers], v]  # keeps them alive
-        fn = getattr(_library(), f"cascade_forward_{_SUFFIX[s.dtype]}")
+        Q_, P_ = native.detached(Q), native.detached(P)
+        args = [s, b2, const, p4, Q_, P_, bufs[0], bufs[layers], v]  # keeps them alive
+        fn = native.kernel(_library(), "cascade_forward", s.dtype)
         native.run_columns(fn, n, h, *map(native.pointer, args), layers)
         return v
 
@@ -87,8 +79,9 @@ class NativeCascadeCore:
         n, h = s.shape
         grads = torch.empty((4, layers, h), dtype=s.dtype, device=s.device)
         g_s, g_v = work[0], work[1]
-        args = [s, _c(beta), 4.0 * P.detach(), _c(Q), kept[0], kept[layers], g_v, g_s, *grads]
-        fn = getattr(_library(), f"cascade_backward_{_SUFFIX[s.dtype]}")
+        beta_, p4, Q_ = native.detached(beta), 4.0 * P.detach(), native.detached(Q)
+        args = [s, beta_, p4, Q_, kept[0], kept[layers], g_v, g_s, *grads]
+        fn = native.kernel(_library(), "cascade_backward", s.dtype)
         native.run_columns(fn, n, h, *map(native.pointer, args), layers)
         d_beta, d_cb, d_p, d_q = grads.unbind(0)
         return g_s, None, d_beta, d_cb, d_p, d_q
@@ -108,10 +101,10 @@ class _SkinnyCascadeField(torch.autograd.Function):
         layers = beta.shape[0]
         f = torch.empty((n, d), dtype=x.dtype, device=x.device)
         coefficients = _skinny_coefficients(weight, beta, cb, P, Q)
-        args = [_c(x), *coefficients, _c(bias), f]  # kept alive until the calls return
+        args = [native.detached(x), *coefficients, native.detached(bias), f]  # kept alive
         x_, wt, b2, const, p4, Q_, P_, _, c, f_ = map(native.pointer, args)
         native.run_row_blocks(
-            getattr(_library(), f"cascade_skinny_forward_{_SUFFIX[x.dtype]}"),
+            native.kernel(_library(), "cascade_skinny_forward", x.dtype),
             [x_, wt, c, b2, const, p4, Q_, P_, f_],
             [layers, h, d],
             n_rows=n,
@@ -134,9 +127,9 @@ class _SkinnyCascadeField(torch.autograd.Function):
         h = weight.shape[0]
         layers = beta.shape[0]
         g_x = torch.empty((n, d), dtype=x.dtype) if needs[0] else None
-        args = [_c(x), *ctx.coefficients, _c(g_f)]  # kept alive until the calls return
+        args = [native.detached(x), *ctx.coefficients, native.detached(g_f)]  # kept alive
         total = native.run_row_blocks(
-            getattr(_library(), f"cascade_skinny_backward_{_SUFFIX[x.dtype]}"),
+            native.kernel(_library(), "cascade_skinny_backward", x.dtype),
             [*map(native.pointer, args), None if g_x is None else native.pointer(g_x)],
             [layers, h, d],
             n_rows=n,
@@ -154,7 +147,8 @@ class _SkinnyCascadeField(torch.autograd.Function):
 def _skinny_coefficients(weight, beta, cb, P, Q) -> list[torch.Tensor]:
     """``[Wᵀ, 2β̃, const, 4P, Q, P, β̃]`` detached and contiguous, in the C argument order."""
     b2, const, p4 = _prepare(beta.detach(), cb.detach(), P.detach())
-    return [weight.detach().t().contiguous(), b2, const, p4, _c(Q), _c(P), _c(beta)]
+    wt, Q_, P_, beta_ = map(native.detached, (weight.t(), Q, P, beta))
+    return [wt, b2, const, p4, Q_, P_, beta_]
 
 
 def _skinny_reference(x, weight, bias, beta, cb, P, Q) -> torch.Tensor:

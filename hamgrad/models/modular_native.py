@@ -10,39 +10,28 @@ comes from the reciprocals of ``σ⁺``'s exponentials whenever that cannot over
 
 from __future__ import annotations
 
-import ctypes
-
 import torch
 
 from hamgrad.models import native
 from hamgrad.models.modular_kernel import skinny_softmax_reference
 from hamgrad.models.tied import differentiate_reference
 
-_P = ctypes.c_void_p
-_I = ctypes.c_ssize_t
-_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
-_REAL = {torch.float32: ctypes.c_float, torch.float64: ctypes.c_double}
 #: Largest ``max(u) − min(u)`` of a module for which ``σ⁻`` is taken from ``1/exp(u − max u)``:
 #: the reciprocals stay below ``e^limit``, far inside the dtype's range.
 SPREAD_LIMIT = {torch.float32: 60.0, torch.float64: 600.0}
 
 
+def _declare(lib) -> None:
+    P, I = native.POINTER, native.INDEX
+    for dtype, suffix in native.SUFFIX.items():
+        real = native.REAL[dtype]
+        getattr(lib, f"softmax_skinny_forward_{suffix}").argtypes = [P] * 9 + [real] + [I] * 5
+        getattr(lib, f"softmax_skinny_backward_{suffix}").argtypes = [P] * 10 + [real] + [I] * 5
+    lib.softmax_skinny_rows.restype = I
+
+
 def _library():
-    lib = native.load("modular_native")
-    if lib is not None and not getattr(lib, "_hamgrad_typed", False):
-        for dtype, suffix in _SUFFIX.items():
-            real = _REAL[dtype]
-            getattr(lib, f"softmax_skinny_forward_{suffix}").argtypes = [_P] * 9 + [real] + [_I] * 5
-            getattr(lib, f"softmax_skinny_backward_{suffix}").argtypes = (
-                [_P] * 10 + [real] + [_I] * 5
-            )
-        lib.softmax_skinny_rows.restype = _I
-        lib._hamgrad_typed = True
-    return lib
-
-
-def _c(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().contiguous()
+    return native.load("modular_native", _declare)
 
 
 class _NativeSkinnySoftmaxField(torch.autograd.Function):
@@ -54,10 +43,11 @@ class _NativeSkinnySoftmaxField(torch.autograd.Function):
         h = hk // k
         dtype = x.dtype
         f = torch.empty((n, d), dtype=dtype)
-        wt = weight.detach().t().contiguous()
-        args = [_c(x), wt, _c(bias), _c(in_scale), _c(in_bias), _c(A), _c(B), f]  # kept alive
+        inputs = (x, weight.t(), bias, in_scale, in_bias, A, B)
+        args = [*map(native.detached, inputs), f]  # kept alive until the calls return
+        wt = args[1]
         native.run_row_blocks(
-            getattr(_library(), f"softmax_skinny_forward_{_SUFFIX[dtype]}"),
+            native.kernel(_library(), "softmax_skinny_forward", dtype),
             list(map(native.pointer, args)),
             [SPREAD_LIMIT[dtype], k, h, d],
             n_rows=n,
@@ -82,9 +72,9 @@ class _NativeSkinnySoftmaxField(torch.autograd.Function):
         h = hk // k
         dtype = x.dtype
         g_x = torch.empty((n, d), dtype=dtype) if needs[0] else None
-        args = [_c(x), ctx.wt, _c(in_scale), _c(in_bias), _c(A), _c(B), _c(g_f)]  # kept alive
+        args = [native.detached(x), ctx.wt, *map(native.detached, (in_scale, in_bias, A, B, g_f))]
         total = native.run_row_blocks(
-            getattr(_library(), f"softmax_skinny_backward_{_SUFFIX[dtype]}"),
+            native.kernel(_library(), "softmax_skinny_backward", dtype),
             [*map(native.pointer, args), None if g_x is None else native.pointer(g_x)],
             [SPREAD_LIMIT[dtype], k, h, d],
             n_rows=n,

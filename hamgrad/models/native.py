@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -45,6 +46,13 @@ LIBS = ("-lm",)
 MIN_COLUMNS_PER_THREAD = 128
 #: Below this many activations (N·h) one thread does the whole call.
 MIN_PARALLEL_ACTIVATIONS = 1 << 16
+
+#: ctypes types of the kernels' arguments: pointers, sizes and (per dtype) scalars.
+POINTER = ctypes.c_void_p
+INDEX = ctypes.c_ssize_t
+REAL = {torch.float32: ctypes.c_float, torch.float64: ctypes.c_double}
+#: Name suffix of each dtype's version of a kernel function.
+SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 _SOURCE_DIR = Path(__file__).resolve().parent
 _lock = threading.Lock()
@@ -148,11 +156,12 @@ def _build(name: str) -> ctypes.CDLL:
     raise RuntimeError(f"no writable cache directory for compiled kernels ({_cache_dir()})")
 
 
-def load(name: str) -> ctypes.CDLL | None:
+def load(name: str, declare: Callable[[ctypes.CDLL], None] | None = None) -> ctypes.CDLL | None:
     """The compiled library ``name`` (built from ``hamgrad/models/{name}.c``), or ``None``.
 
     Built at most once per process; a failure is remembered (see :func:`status`) and the callers
-    fall back to their torch kernels.
+    fall back to their torch kernels. ``declare(lib)`` sets the functions' ctypes signatures; it
+    runs once per library object, on the first call that passes it.
     """
     if not enabled():
         return None
@@ -164,7 +173,21 @@ def load(name: str) -> ctypes.CDLL | None:
             except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
                 _libs[name] = None
                 _reasons[name] = f"unavailable: {exc}"
-        return _libs[name]
+        lib = _libs[name]
+        if lib is not None and declare is not None and not getattr(lib, "_hamgrad_declared", 0):
+            declare(lib)
+            lib._hamgrad_declared = True
+        return lib
+
+
+def kernel(lib: ctypes.CDLL, name: str, dtype: torch.dtype):
+    """The function ``{name}_f32`` or ``{name}_f64`` of ``lib`` for tensors of ``dtype``."""
+    return getattr(lib, f"{name}_{SUFFIX[dtype]}")
+
+
+def detached(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as the kernels read it: detached from autograd and contiguous."""
+    return t.detach().contiguous()
 
 
 def status() -> dict[str, str]:

@@ -90,7 +90,7 @@ DEFINE_SIGMOID(double, f64, hg_exp_f64)
 DEFINE_CHAIN(float, f32)
 DEFINE_CHAIN(double, f64)
 
-#define DEFINE_CASCADE(T, SUFFIX, EXP)                                                          \
+#define DEFINE_CASCADE(T, SUFFIX)                                                          \
     void cascade_forward_##SUFFIX(const T *restrict s, const T *restrict b2,                  \
                                   const T *restrict k, const T *restrict p4,                  \
                                   const T *restrict Q, const T *restrict P, T *restrict y,    \
@@ -133,8 +133,8 @@ DEFINE_CHAIN(double, f64)
         }                                                                                      \
     }
 
-DEFINE_CASCADE(float, f32, hg_exp_f32)
-DEFINE_CASCADE(double, f64, hg_exp_f64)
+DEFINE_CASCADE(float, f32)
+DEFINE_CASCADE(double, f64)
 
 /* Skinny variant (small d): the products with W run inside the loops, so no (N, h) array is ever
  * written. `wt` is W transposed, (d, h). Rows [r0, r1) are handled, in blocks of CHUNK columns so
@@ -160,7 +160,7 @@ DEFINE_CASCADE(double, f64, hg_exp_f64)
         const T *restrict beta, const T *restrict gf, T *restrict gx, T *restrict rows,        \
         T *restrict acc, ptrdiff_t layers, ptrdiff_t h, ptrdiff_t d, ptrdiff_t r0, ptrdiff_t r1
 
-#define DEFINE_SKINNY(T, SUFFIX, EXP)                                                           \
+#define DEFINE_SKINNY(T, SUFFIX)                                                           \
     /* forward of one row over the columns [c0, c0 + m): s, y_l, sg_l, v into the row buffers */ \
     HG_INLINE void skinny_row_##SUFFIX(const T *restrict xr, const T *restrict wt,                \
                                     const T *restrict b2, const T *restrict k,                 \
@@ -226,32 +226,20 @@ DEFINE_CASCADE(double, f64, hg_exp_f64)
         }                                                                                      \
     }
 
-DEFINE_SKINNY(float, f32, hg_exp_f32)
-DEFINE_SKINNY(double, f64, hg_exp_f64)
-
-/* The exported entry points (see HG_DISPATCH_D in native_dots.h). */
-#define DEFINE_SKINNY_ENTRIES(T, SUFFIX, DISPATCH)                                                        \
-    void cascade_skinny_forward_##SUFFIX(                                                      \
-        SKINNY_FORWARD_PARAMS(T))                                                              \
-    {                                                                                          \
-        DISPATCH(d, SKINNY_FWD_##SUFFIX)                                                       \
-    }                                                                                          \
-                                                                                               \
-    void cascade_skinny_backward_##SUFFIX(                                                     \
-        SKINNY_BACKWARD_PARAMS(T))                                                             \
-    {                                                                                          \
-        DISPATCH(d, SKINNY_BWD_##SUFFIX)                                                       \
-    }
+DEFINE_SKINNY(float, f32)
+DEFINE_SKINNY(double, f64)
 
 #define SKINNY_FWD_f32(D) skinny_forward_body_f32(x, wt, c, b2, k, p4, Q, P, f, rows, layers, h, D, r0, r1)
 #define SKINNY_BWD_f32(D) skinny_backward_body_f32(x, wt, b2, k, p4, Q, P, beta, gf, gx, rows, acc, layers, h, D, r0, r1)
 #define SKINNY_FWD_f64(D) skinny_forward_body_f64(x, wt, c, b2, k, p4, Q, P, f, rows, layers, h, D, r0, r1)
 #define SKINNY_BWD_f64(D) skinny_backward_body_f64(x, wt, b2, k, p4, Q, P, beta, gf, gx, rows, acc, layers, h, D, r0, r1)
 
-/* float32 (the training precision) gets the small-d copies; float64 the generic loops only */
-#define NO_DISPATCH(d, CALL) CALL(d);
-DEFINE_SKINNY_ENTRIES(float, f32, HG_DISPATCH_D)
-DEFINE_SKINNY_ENTRIES(double, f64, NO_DISPATCH)
+/* The exported entry points: float32 (the training precision) gets the small-d copies of
+ * HG_DISPATCH_D, float64 the generic loops. */
+HG_ENTRY(cascade_skinny_forward_f32, SKINNY_FORWARD_PARAMS(float), HG_DISPATCH_D, SKINNY_FWD_f32)
+HG_ENTRY(cascade_skinny_backward_f32, SKINNY_BACKWARD_PARAMS(float), HG_DISPATCH_D, SKINNY_BWD_f32)
+HG_ENTRY(cascade_skinny_forward_f64, SKINNY_FORWARD_PARAMS(double), HG_NO_DISPATCH, SKINNY_FWD_f64)
+HG_ENTRY(cascade_skinny_backward_f64, SKINNY_BACKWARD_PARAMS(double), HG_NO_DISPATCH, SKINNY_BWD_f64)
 
 /* Columns per block of the skinny loops (the row scratch holds (4 + 2L) of these). */
 ptrdiff_t cascade_skinny_chunk(void) { return CHUNK; }

@@ -9,7 +9,8 @@
  *   dA_k += rho,  dB_k -= mu,  g_u = A sp (g - rho) + B sm (g - mu),
  *   dr += g_u s,  da += g_u,  dWt += x g_u r + g_f v (each (d, K h) row),  g_x = (g_u r) W.
  * Each module's columns are processed for all rows [r0, r1) before the next, so its
- * accumulators stay in cache. `rows` is per-thread scratch of 6 h values; `acc` per-thread
+ * accumulators stay in cache. `rows` is per-thread scratch of softmax_skinny_rows() h values;
+ * `acc` per-thread
  * accumulators of (d + 2) K h + 2 K values (zeroed by the caller): dWt, dr, da, dA, dB.
  */
 #include <math.h>
@@ -18,7 +19,6 @@
 #include "native_dots.h"
 #include "native_exp.h"
 
-#define INLINE HG_INLINE
 #define MAX_DIM HG_MAX_DIM
 #define ROWS HG_ROWS /* rows per block of the weight-gradient update */
 
@@ -37,7 +37,7 @@
 #define DEFINE_SOFTMAX(T, SUFFIX, EXP)                                                          \
     /* one row, one module: s = W x, the exponentials sp = exp(u - max u) and sm (of -u, up to \
      * a constant), v = A softmax(u) - B softmax(-u) = A sp scale[0] - B sm scale[1] */        \
-    INLINE void softmax_row_##SUFFIX(const T *restrict xr, const T *restrict wt,               \
+    HG_INLINE void softmax_row_##SUFFIX(const T *restrict xr, const T *restrict wt,               \
                                      const T *restrict r, const T *restrict a, T A, T B,       \
                                      T *restrict s, T *restrict sp, T *restrict sm,            \
                                      T *restrict v, ptrdiff_t hk, ptrdiff_t d, ptrdiff_t c0,   \
@@ -77,7 +77,7 @@
         scale[1] = inv_m;                                                                      \
     }                                                                                          \
                                                                                                \
-    INLINE void forward_body_##SUFFIX(                                                         \
+    HG_INLINE void forward_body_##SUFFIX(                                                         \
         SOFTMAX_FORWARD_PARAMS(T))                                                             \
     {                                                                                          \
         const ptrdiff_t hk = k * h;                                                            \
@@ -96,7 +96,7 @@
         }                                                                                      \
     }                                                                                          \
                                                                                                \
-    INLINE void backward_body_##SUFFIX(                                                        \
+    HG_INLINE void backward_body_##SUFFIX(                                                        \
         SOFTMAX_BACKWARD_PARAMS(T))                                                            \
     {                                                                                          \
         const ptrdiff_t hk = k * h;                                                            \
@@ -162,29 +162,17 @@
 DEFINE_SOFTMAX(float, f32, hg_exp_f32)
 DEFINE_SOFTMAX(double, f64, hg_exp_f64)
 
-/* The exported entry points (see HG_DISPATCH_D in native_dots.h). */
-#define DEFINE_ENTRIES(T, SUFFIX, DISPATCH)                                                               \
-    void softmax_skinny_forward_##SUFFIX(                                                      \
-        SOFTMAX_FORWARD_PARAMS(T))                                                             \
-    {                                                                                          \
-        DISPATCH(d, FWD_##SUFFIX)                                                               \
-    }                                                                                          \
-                                                                                               \
-    void softmax_skinny_backward_##SUFFIX(                                                     \
-        SOFTMAX_BACKWARD_PARAMS(T))                                                            \
-    {                                                                                          \
-        DISPATCH(d, BWD_##SUFFIX)                                                               \
-    }
-
 #define FWD_f32(D) forward_body_f32(x, wt, c, r, a, A, B, f, rows, limit, k, h, D, r0, r1)
 #define BWD_f32(D) backward_body_f32(x, wt, r, a, A, B, gf, gx, rows, acc, limit, k, h, D, r0, r1)
 #define FWD_f64(D) forward_body_f64(x, wt, c, r, a, A, B, f, rows, limit, k, h, D, r0, r1)
 #define BWD_f64(D) backward_body_f64(x, wt, r, a, A, B, gf, gx, rows, acc, limit, k, h, D, r0, r1)
 
-/* float32 (the training precision) gets the small-d copies; float64 the generic loops only */
-#define NO_DISPATCH(d, CALL) CALL(d);
-DEFINE_ENTRIES(float, f32, HG_DISPATCH_D)
-DEFINE_ENTRIES(double, f64, NO_DISPATCH)
+/* The exported entry points: float32 (the training precision) gets the small-d copies of
+ * HG_DISPATCH_D, float64 the generic loops. */
+HG_ENTRY(softmax_skinny_forward_f32, SOFTMAX_FORWARD_PARAMS(float), HG_DISPATCH_D, FWD_f32)
+HG_ENTRY(softmax_skinny_backward_f32, SOFTMAX_BACKWARD_PARAMS(float), HG_DISPATCH_D, BWD_f32)
+HG_ENTRY(softmax_skinny_forward_f64, SOFTMAX_FORWARD_PARAMS(double), HG_NO_DISPATCH, FWD_f64)
+HG_ENTRY(softmax_skinny_backward_f64, SOFTMAX_BACKWARD_PARAMS(double), HG_NO_DISPATCH, BWD_f64)
 
 /* Values of row scratch per thread that the backward pass needs, in units of h. */
 ptrdiff_t softmax_skinny_rows(void) { return 4 + 2 * ROWS; }

@@ -104,6 +104,13 @@
     case 8: CALL(8); break;                                                                    \
     default: CALL(d);                                                                          \
     }
+/* The generic loops only (float64: its small-d copies would double the build, for the precision
+ * off the training hot path). */
+#define HG_NO_DISPATCH(d, CALL) CALL(d);
+
+/* An exported entry point `void NAME(PARAMS)` running BODY(d) through DISPATCH (PARAMS names d). */
+#define HG_ENTRY(NAME, PARAMS, DISPATCH, BODY)                                                  \
+    void NAME(PARAMS) { DISPATCH(d, BODY) }
 
 HG_DEFINE_DOTS(float, f32)
 HG_DEFINE_DOTS(double, f64)

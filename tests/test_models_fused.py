@@ -43,12 +43,27 @@ def _pair(name, dim, width, seed, **options):
     return fused, eager
 
 
-def _close(a, b, rtol=1e-10):
-    """Equal to ``rtol`` relative to the largest entry of ``b``."""
+def _close(a, b, rtol=1e-10, scale=0.0):
+    """Equal to ``rtol`` relative to the largest entry of ``b``, or to round-off of ``scale``.
+
+    ``scale`` is the magnitude of the group ``b`` belongs to (all first derivatives, say). A
+    derivative through a saturated activation is mathematically tiny (sech² of a large argument,
+    1e-13 and below); the eager reference takes it as 1 - tanh², whose absolute error is round-off
+    of 1, not of the tiny result (the fused kernels use 4·sg·(1 - sg)), so such an entry is held
+    to 100 ulp of the group's scale.
+    """
     if b.numel() == 0:
         return a.numel() == 0
     a, b = a.detach(), b.detach()
-    return float((a - b).abs().max()) <= rtol * max(float(b.abs().max()), 1e-300)
+    floor = 100 * torch.finfo(b.dtype).eps * scale
+    return float((a - b).abs().max()) <= rtol * max(float(b.abs().max()), 1e-300) + floor
+
+
+def _scale(tensors):
+    """Largest magnitude over a group of tensors (None entries skipped)."""
+    return max(
+        (float(t.detach().abs().max()) for t in tensors if t is not None and t.numel()), default=0.0
+    )
 
 
 def _derivatives(model, x, g, r):
@@ -97,12 +112,13 @@ def test_fused_matches_eager(config, dim, width, seed):
     out_f, first_f, second_f = _derivatives(fused, x, g, r)
     out_e, first_e, second_e = _derivatives(eager, x, g, r)
     assert _close(out_f, out_e)
+    first_scale, second_scale = _scale(first_e), _scale(second_e)
     for a, b in zip(first_f, first_e, strict=True):
-        assert _close(a, b)
+        assert _close(a, b, scale=first_scale)
     for a, b in zip(second_f, second_e, strict=True):
         assert (a is None) == (b is None)
         if b is not None:
-            assert _close(a, b)
+            assert _close(a, b, scale=second_scale)
 
 
 @pytest.mark.parametrize("name", ["gradnet-c", "mgradnet-m", "gradnet-m"])

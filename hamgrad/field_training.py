@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from hamgrad.adam import adam
 from hamgrad.errors import DivergenceError
 from hamgrad.validation import (
     check_choice,
@@ -326,7 +325,10 @@ def fit_gradient_field(
         def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
             return draw(batch_size, gen_data)
 
-    optimiser = adam(params, lr=lr, betas=betas, weight_decay=weight_decay, decoupled=True)
+    if weight_decay > 0:
+        optimiser = torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+    else:
+        optimiser = torch.optim.Adam(params, lr=lr, betas=tuple(betas))
 
     history: dict[str, Any] = {
         "step": [],

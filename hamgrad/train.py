@@ -41,7 +41,6 @@ import torch
 from torch import nn
 
 from hamgrad import distributed
-from hamgrad.adam import adam
 from hamgrad.checkpoints import (
     CHECKPOINT_NAME,
     METRICS_NAME,
@@ -324,7 +323,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
-    return adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def load_trained(

@@ -107,7 +107,9 @@ class TrainConfig:
     optional ``grad_clip`` (max gradient norm), ``steps`` of ``batch_size`` samples.
     Loss: ``loss`` ("derivative" or "rollout"), ``targets`` ("analytic" or "finite-difference"),
     ``rollout_steps`` and ``integrator`` for the rollout loss, ``input_noise`` (std of Gaussian noise
-    added to the input states of each batch). Bookkeeping: ``seed``, ``checkpoint_every``,
+    added to the input states of each batch), ``noise_extrapolation`` (> 0: the std of the noise
+    already in the data's states; trains a second model on states with that much extra noise and
+    extrapolates both to zero noise, see :mod:`hamgrad.noise_extrapolation`). Bookkeeping: ``seed``, ``checkpoint_every``,
     ``log_every`` (steps between rows of ``metrics.csv``), ``val_size`` (validation points used).
     """
 
@@ -131,6 +133,7 @@ class TrainConfig:
     rollout_steps: int = 4
     integrator: str | None = None
     input_noise: float = 0.0
+    noise_extrapolation: float = 0.0
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 100
@@ -168,6 +171,21 @@ class TrainConfig:
         if self.integrator is not None:  # checked here, before a run directory is made
             self._check_integrator()
         check_positive_float("input_noise", self.input_noise, allow_zero=True)
+        check_positive_float("noise_extrapolation", self.noise_extrapolation, allow_zero=True)
+        if self.noise_extrapolation > 0:
+            if self.loss != "derivative":
+                raise ValueError(
+                    f"noise_extrapolation works with loss='derivative', got loss={self.loss!r}"
+                )
+            if self.input_noise > 0:
+                raise ValueError(
+                    "give input_noise or noise_extrapolation, not both (noise extrapolation adds "
+                    "its own noise, of std noise_extrapolation, for its second model)"
+                )
+            if self.model == "mlp":
+                raise ValueError(
+                    "noise_extrapolation combines learned Hamiltonians; model 'mlp' has no energy"
+                )
         check_positive_int("seed", self.seed, allow_zero=True)
         check_positive_int("checkpoint_every", self.checkpoint_every)
         check_positive_int("log_every", self.log_every)
@@ -302,20 +320,36 @@ def rollout_loss(
 
 
 def build_training_model(config: TrainConfig, dof: int) -> nn.Module:
-    """The model a run trains (its initialisation seeded by ``config.seed``)."""
+    """The model a run trains (its initialisation seeded by ``config.seed``).
+
+    With ``noise_extrapolation`` > 0: a :class:`~hamgrad.noise_extrapolation.NoiseExtrapolatedHamiltonian`
+    of two models built alike (same seed; half the ``param_budget`` each).
+    """
     from hamgrad.hamiltonian import build_hamiltonian
 
-    return build_hamiltonian(
-        config.model,
-        dof,
-        separable=config.separable,
-        param_budget=config.param_budget,
-        width=config.width,
-        kinetic_model=config.kinetic_model,
-        dtype=DTYPES[config.dtype],
-        seed=config.seed,
-        **config.model_options,
-    )
+    pair = config.noise_extrapolation > 0
+    budget = config.param_budget
+    if pair and budget is not None:
+        budget = budget // 2
+
+    def build() -> nn.Module:
+        return build_hamiltonian(
+            config.model,
+            dof,
+            separable=config.separable,
+            param_budget=budget,
+            width=config.width,
+            kinetic_model=config.kinetic_model,
+            dtype=DTYPES[config.dtype],
+            seed=config.seed,
+            **config.model_options,
+        )
+
+    if not pair:
+        return build()
+    from hamgrad.noise_extrapolation import NoiseExtrapolatedHamiltonian
+
+    return NoiseExtrapolatedHamiltonian(build(), build(), config.noise_extrapolation)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -395,6 +429,7 @@ _RESUME_KEYS = (
     "model_options",
     "dtype",
     "loss",
+    "noise_extrapolation",
     "targets",
     "seed",
 )
@@ -498,6 +533,10 @@ def train_dynamics(
         val_targets = None if vd is None else torch.as_tensor(vd[take], dtype=dtype)
 
     def batch_loss(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        if config.loss == "derivative" and x.ndim == 3:  # (B, 2, 2n): noise-extrapolation pairs
+            return derivative_loss(model.fit, x[:, 0], y) + derivative_loss(
+                model.noisier, x[:, 1], y
+            )
         if config.loss == "derivative":
             return derivative_loss(model, x, y)
         return rollout_loss(model, x, dt, method)
@@ -594,6 +633,10 @@ def train_dynamics(
                 g = torch.Generator().manual_seed(_derived_seed(config.seed, _NOISE_STREAM, step))
                 noise = torch.randn(x.shape, generator=g, dtype=torch.float64).to(dtype)
                 x = x + config.input_noise * noise
+            if config.noise_extrapolation > 0:  # the second model sees extra noise of that std
+                g = torch.Generator().manual_seed(_derived_seed(config.seed, _NOISE_STREAM, step))
+                noise = torch.randn(x.shape, generator=g, dtype=torch.float64).to(dtype)
+                x = torch.stack([x, x + config.noise_extrapolation * noise], dim=1)
             loss = parallel_loss(x, y)
             value = parallel_loss.value(loss)
             if not math.isfinite(value):

@@ -78,6 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rollout-steps", type=int, help="steps unrolled by --loss rollout")
     parser.add_argument("--integrator", help="integrator of --loss rollout")
     parser.add_argument("--input-noise", type=float, help="std of noise added to input states")
+    parser.add_argument(
+        "--extrapolate-noise",
+        action="store_true",
+        help="correct for the noise in the data's states (std from the file's noise_std): a second "
+        "model sees extra noise and both are extrapolated to zero noise (SIMEX)",
+    )
     parser.add_argument("--dtype", choices=["float32", "float64"], help="model precision")
     parser.add_argument("--seed", type=int, help="root seed (default 0)")
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
@@ -97,12 +103,27 @@ def given_settings(args: argparse.Namespace) -> dict:
     }
 
 
+def data_noise_std(data: str) -> float:
+    """The ``noise_std`` a trajectory file records (> 0), for ``--extrapolate-noise``."""
+    from hamgrad.training_data import check_trajectory_file
+
+    std = float(check_trajectory_file(data).get("noise_std", 0.0) or 0.0)
+    if std <= 0:
+        raise ValueError(
+            f"--extrapolate-noise needs noisy states, but {str(data)!r} records noise_std={std:g}; "
+            "generate the data with --noise, or leave the flag out"
+        )
+    return std
+
+
 def run(args: argparse.Namespace) -> int:
     from hamgrad.train import train_dynamics
 
     settings = given_settings(args)
     if not args.resume and "model" not in settings:
         raise ValueError("--model is required for a new run (one of the names in `--help`)")
+    if getattr(args, "extrapolate_noise", False):
+        settings["noise_extrapolation"] = data_noise_std(args.data)
     result = train_dynamics(
         args.data, args.out, resume=args.resume, progress=not args.quiet, **settings
     )

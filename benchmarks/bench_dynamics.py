@@ -17,8 +17,11 @@ a finished task is reused, delete its directory to redo it):
   separable GradNet (GradNet-C potential, mGradNet-M kinetic energy, width 32), lr 3e-3, rolled
   out with ``yoshida4``; cosine schedules. Chosen by cross-validation inside the training split
   (see ``GRADNET``).
-- ``seeds:two-body``: the two-body GradNet and HNN (published protocol) trained from seeds 0-4
-  (same data and evaluation); rows give the worst seed of each target, paired by seed.
+- ``seeds:<task>``: the task's GradNet (and, on the noisy spring and pendulum data, the GradNet
+  with noise extrapolation) and HNN (published protocol) trained from several seeds (``SEEDS``;
+  same data and evaluation); rows give the worst seed of each target, paired by seed.
+- ``cv:<task>`` (spring-mass, pendulum): the same configurations on 5 folds of the training split
+  (the selection evidence; see ``GRADNET``).
 - ``long-horizon``: the pendulum models rolled out for 10⁵ steps of 0.1: the separable GradNet with
   leapfrog, HNN with rk4; the drift of the true energy along each rollout.
 - ``table``: every model (GradNet-C/M, mGradNet-C/M, HNN, MLP) on spring-mass, pendulum, two-body,
@@ -82,6 +85,19 @@ GRADNET_LR = 1e-2  # the GradNets' best of {1e-3, 1e-2, 3e-2} on two-body (1000-
 #:   lower energy MSE (0.9-1.1e-4 vs HNN's 1.3-2.0e-4) but the lower PSNR (10.0-10.4 vs
 #:   12.6-13.0 dB); the pendulum GradNet the higher PSNR (34-44 vs 8.5-8.8 dB) but the higher
 #:   energy MSE (2.7-3.8e-4 vs 2.4-3.1e-4): one of the two targets is missed on each system.
+#:
+#: - Noise extrapolation (``noise_extrapolation`` = the file's noise std, 0.1; rows
+#:   ``seeds:<task>``, cross-validation ``cv:<task>``): tried after the results above, on the
+#:   diagnosis that the spring GradNet's PSNR loss is the noise's attenuation of the field (a
+#:   second model trained on noisier states loses 3 more dB). Evaluation states, seeds 0-2:
+#:   spring 15.9-16.6 dB / 1.23-1.51e-4 (HNN 12.6-13.0 dB / 1.31-1.98e-4): both targets met on
+#:   every seed, the energy by 5 % on two of them; pendulum 30.7-43.6 dB / 2.6-4.1e-4 (HNN
+#:   8.5-8.8 dB / 2.4-3.1e-4): the energy target still missed on two seeds. On the folds of the
+#:   training split (same protocol as above) the pendulum prefers it on both metrics (36.7 dB /
+#:   9.3e-4 against 30.6 / 1.1e-3; HNN 24.5 / 1.5e-3); the spring's folds do not: both pass
+#:   against HNN (13.5 dB / 5.9e-5) and the plain GradNet has the lower energy MSE (16.1 dB /
+#:   4.5e-5 against 21.5 / 5.8e-5), so the criterion above keeps the plain GradNet there. The
+#:   main rows keep the configurations chosen before; the extrapolated ones are reported beside.
 GRADNET: dict[str, dict[str, Any]] = {
     "two-body": {"model": "gradnet-c", "kinetic_model": None, "width": 256, "lr": GRADNET_LR},
     "spring-mass": {"model": "gradnet-m", "separable": False, "width": 64, "lr": GRADNET_LR},
@@ -192,6 +208,69 @@ def _cached(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _common(name: str, protocol: str = "preset") -> dict[str, Any]:
+    """The training budget and evaluation protocol every model of HNN task ``name`` shares."""
+    task = HNN_TASKS[name]
+    return dict(
+        param_budget=task["param_budget"],
+        steps=task["steps"],
+        batch_size=task["batch_size"],
+        train_options=task["train_options"],
+        protocol=protocol,
+        progress=False,
+    )
+
+
+def _gradnet_overrides(name: str) -> dict[str, Any]:
+    """The GradNet's own settings (``GRADNET``) as ``compare_models`` overrides."""
+    gradnet = GRADNET[name]
+    overrides = {"width": gradnet["width"], "param_budget": None}
+    for key in ("kinetic_model", "model_options"):
+        if gradnet.get(key):
+            overrides[key] = gradnet[key]
+    return overrides
+
+
+def _configs(name: str, data: Path) -> dict[str, tuple[str, dict[str, Any], dict[str, Any]]]:
+    """``label -> (model spec, training settings, overrides)``: the GradNet, the GradNet with
+    noise extrapolation (noisy data only; the std is the file's ``noise_std``) and HNN as
+    published."""
+    import h5py
+
+    gradnet = GRADNET[name]
+    spec = f"{gradnet['model']}:{_structure(name)}"
+    schedule = {"lr": gradnet["lr"], "schedule": "cosine"}
+    overrides = _gradnet_overrides(name)
+    configs = {"gradnet": (spec, schedule, overrides)}
+    with h5py.File(data, "r") as f:
+        noise = float(f.attrs.get("noise_std", 0.0))
+    if noise > 0:
+        extrapolated = {**overrides, "noise_extrapolation": noise}
+        configs["gradnet-extrapolated"] = (spec, schedule, extrapolated)
+    configs["hnn"] = ("hnn", HNN_TASKS[name]["hnn_variants"]["hnn-published"], {})
+    return configs
+
+
+def _run(data: Path, out: Path, config: tuple, common: dict[str, Any], **extra: Any) -> dict:
+    """One model of ``_configs`` trained and evaluated into ``out`` (reused when done): its row."""
+    from hamgrad.comparison import compare_models, parse_model_spec
+
+    report = _cached(out / "compare.json")
+    if report is None:
+        spec, settings, overrides = config
+        label = parse_model_spec(spec).label
+        report = compare_models(
+            data,
+            [spec],
+            out,
+            model_overrides={label: overrides} if overrides else None,
+            **settings,
+            **common,
+            **extra,
+        )
+    return report["rows"][0]
+
+
 def hnn_task(name: str) -> dict[str, Any]:
     """GradNet (separable), HNN variants and the MLP on one of HNN's tasks."""
     from hamgrad.comparison import compare_models
@@ -201,26 +280,15 @@ def hnn_task(name: str) -> dict[str, Any]:
         return done
     task = HNN_TASKS[name]
     gradnet = GRADNET[name]
-    overrides = {"width": gradnet["width"], "param_budget": None}
-    for key in ("kinetic_model", "model_options"):
-        if gradnet.get(key):
-            overrides[key] = gradnet[key]
     data = _data(task["system"], task["generate"])
-    common = dict(
-        param_budget=task["param_budget"],
-        steps=task["steps"],
-        batch_size=task["batch_size"],
-        train_options=task["train_options"],
-        protocol="preset",
-        progress=False,
-    )
+    common = _common(name)
     main = compare_models(
         data,
         [f"{gradnet['model']}:{_structure(name)}", "mlp"],
         RUNS / name / "main",
         lr=gradnet["lr"],
         schedule="cosine",
-        model_overrides={"mlp": {"lr": BASELINE_LR}, gradnet_label(name): overrides},
+        model_overrides={"mlp": {"lr": BASELINE_LR}, gradnet_label(name): _gradnet_overrides(name)},
         **common,
     )
     variants = {}
@@ -232,91 +300,155 @@ def hnn_task(name: str) -> dict[str, Any]:
     return summary
 
 
-SEEDS = (0, 1, 2, 3, 4)  # training seeds of the two-body spread (data and evaluation states fixed)
+#: Training seeds of the spreads (data and evaluation states fixed): two-body, and the noisy tasks.
+SEEDS = {"two-body": (0, 1, 2, 3, 4), "spring-mass": (0, 1, 2), "pendulum": (0, 1, 2)}
 
 
-def seed_spread(name: str = "two-body") -> dict[str, Any]:
-    """The GradNet and HNN (published protocol) of ``name`` trained from every seed in ``SEEDS``.
+def seed_spread(name: str) -> dict[str, list[dict[str, Any]]]:
+    """Every configuration of :func:`_configs` trained from every seed of ``SEEDS[name]``.
 
     Same data, budget, steps and evaluation as :func:`hnn_task`; only the initialisation and batch
-    order change. Each run lands in ``RUNS/<name>/seeds/<model>-<seed>`` and is reused if there.
+    order change. Each run lands in ``RUNS/<name>/seeds/<label>-<seed>`` and is reused if there.
     """
-    from hamgrad.comparison import compare_models
-
     task = HNN_TASKS[name]
-    gradnet = GRADNET[name]
     data = _data(task["system"], task["generate"])
-    common = dict(
-        param_budget=task["param_budget"],
-        steps=task["steps"],
-        batch_size=task["batch_size"],
-        train_options=task["train_options"],
-        protocol="preset",
-        progress=False,
-    )
-    overrides = {"width": gradnet["width"], "param_budget": None}
-    runs: dict[str, list[dict[str, Any]]] = {"gradnet": [], "hnn": []}
-    for seed in SEEDS:
-        for model in runs:
-            out = RUNS / name / "seeds" / f"{model}-{seed}"
-            report = _cached(out / "compare.json")
-            if report is None and model == "gradnet":
-                report = compare_models(
-                    data,
-                    [f"{gradnet['model']}:{_structure(name)}"],
-                    out,
-                    lr=gradnet["lr"],
-                    schedule="cosine",
-                    seed=seed,
-                    model_overrides={gradnet_label(name): overrides},
-                    **common,
-                )
-            elif report is None:
-                report = compare_models(
-                    data, ["hnn"], out, seed=seed, **task["hnn_variants"]["hnn-published"], **common
-                )
-            row = report["rows"][0]
-            runs[model].append(
+    common = _common(name)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for label, config in _configs(name, data).items():
+        for seed in SEEDS[name]:
+            row = _run(data, RUNS / name / "seeds" / f"{label}-{seed}", config, common, seed=seed)
+            runs.setdefault(label, []).append(
                 {"seed": seed, "psnr_mean": row["psnr_mean"], "energy_mse": row["energy_mse"]}
             )
     return runs
 
 
-def seed_rows(name: str = "two-body") -> list[dict[str, Any]]:
-    """The worst seed of the two-body targets: PSNR gain and energy-MSE ratio, paired by seed."""
+CV_FOLDS = 5
+CV_HORIZON = 20.0  # held-out rollouts over t in [0, 20] at 100 points, like the evaluation
+
+
+def _fold_file(data: Path, fold: int, out: Path) -> Path:
+    """A copy of ``data`` whose train split loses the ``fold``-th fifth, which becomes its test split."""
+    import h5py
+    import numpy as np
+
+    path = out / f"fold{fold}.h5"
+    if path.is_file():
+        return path
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".h5.tmp")
+    with h5py.File(data, "r") as src, h5py.File(tmp, "w") as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+        dst.create_dataset("t", data=src["t"][()])
+        n = src["train"]["q"].shape[0]
+        held = np.arange(n)[fold::CV_FOLDS]
+        kept = np.setdiff1d(np.arange(n), held)
+        for split, rows in (("train", kept), ("test", held)):
+            group = dst.create_group(split)
+            for key, array in src["train"].items():
+                group.create_dataset(key, data=array[()][rows])
+    os.replace(tmp, path)
+    return path
+
+
+def cross_validation(name: str) -> dict[str, Any]:
+    """The configurations of :func:`_configs` on folds of the TRAIN split of HNN task ``name``.
+
+    Five folds (every fifth training trajectory held out); each model trained with its benchmark
+    settings on the rest and rolled out from the held-out trajectories' first (noisy) states over
+    t in [0, 20] against the exact flow. The test split and the evaluation states are not
+    touched. Returns the per-fold and mean PSNR and energy MSE per configuration.
+    """
+    done = _cached(RUNS / name / "cv" / "summary.json")
+    if done is not None:
+        return done
+    task = HNN_TASKS[name]
+    data = _data(task["system"], task["generate"])
+    common = _common(name, protocol="test")
+    folds: dict[str, list[dict[str, float]]] = {}
+    for fold in range(CV_FOLDS):
+        path = _fold_file(data, fold, RUNS / name / "cv")
+        for label, config in _configs(name, data).items():
+            out = RUNS / name / "cv" / f"{label}-fold{fold}"
+            row = _run(path, out, config, common, horizon=CV_HORIZON, eval_dt=CV_HORIZON / 99)
+            folds.setdefault(label, []).append(
+                {"psnr": row["psnr_mean"], "energy_mse": row["energy_mse"]}
+            )
+    summary = {
+        "task": name,
+        "folds": folds,
+        "mean": {
+            label: {
+                "psnr": sum(r["psnr"] for r in rows) / len(rows),
+                "energy_mse": sum(r["energy_mse"] for r in rows) / len(rows),
+            }
+            for label, rows in folds.items()
+        },
+    }
+    (RUNS / name / "cv" / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def seed_rows(name: str, label: str = "gradnet") -> list[dict[str, Any]]:
+    """The worst seed of ``name``'s targets for GradNet configuration ``label`` against HNN
+    (published protocol), paired by seed: PSNR gain and energy-MSE ratio."""
     runs = seed_spread(name)
-    pairs = list(zip(runs["gradnet"], runs["hnn"], strict=True))
+    pairs = list(zip(runs[label], runs["hnn"], strict=True))
     gains = [g["psnr_mean"] - h["psnr_mean"] for g, h in pairs]
     ratios = [g["energy_mse"] / h["energy_mse"] for g, h in pairs]
     worst_gain = min(range(len(pairs)), key=gains.__getitem__)
     worst_ratio = max(range(len(pairs)), key=ratios.__getitem__)
+    two_body = name == "two-body"
+    min_gain, max_ratio = (11.0, 0.1) if two_body else (0.0, 1.0)
     command = COMMAND.format(task=f"seeds:{name}")
-    seeds = f"seeds {SEEDS[0]}-{SEEDS[-1]}"
+    seeds = f"seeds {SEEDS[name][0]}-{SEEDS[name][-1]}"
+    who = "GradNet" if label == "gradnet" else "GradNet with noise extrapolation"
     g, h = pairs[worst_gain]
     ge, he = pairs[worst_ratio]
     return [
         {
-            "what": f"{name}, {seeds}: trajectory PSNR (dB), GradNet vs HNN (published protocol), "
+            "what": f"{name}, {seeds}: trajectory PSNR (dB), {who} vs HNN (published protocol), "
             f"worst seed ({g['seed']})",
             "ours": g["psnr_mean"],
             "peer": h["psnr_mean"],
             "ratio": g["psnr_mean"] / h["psnr_mean"],
             "gain_db": gains[worst_gain],
-            "target": ">= +11 dB",
-            "met": gains[worst_gain] >= 11.0,
+            "target": ">= +11 dB" if two_body else ">= HNN",
+            "met": gains[worst_gain] >= min_gain,
             "command": command,
             "per_seed": runs,
         },
         {
-            "what": f"{name}, {seeds}: energy MSE, GradNet vs HNN (published protocol), "
+            "what": f"{name}, {seeds}: energy MSE, {who} vs HNN (published protocol), "
             f"worst seed ({ge['seed']})",
             "ours": ge["energy_mse"],
             "peer": he["energy_mse"],
             "ratio": ratios[worst_ratio],
-            "target": "<= 0.1x HNN",
-            "met": ratios[worst_ratio] <= 0.1,
+            "target": "<= 0.1x HNN" if two_body else "<= HNN",
+            "met": ratios[worst_ratio] <= max_ratio,
             "command": command,
         },
+    ]
+
+
+def cv_rows(name: str) -> list[dict[str, Any]]:
+    """Fold means of :func:`cross_validation` (information: the selection, not a target)."""
+    mean = cross_validation(name)["mean"]
+    hnn = mean["hnn"]
+    return [
+        {
+            "what": f"{name}, {CV_FOLDS}-fold CV inside the training split: {metric}, {label} vs HNN",
+            "ours": m[key],
+            "peer": hnn[key],
+            "ratio": m[key] / hnn[key],
+            "target": "information (model selection)",
+            "met": None,
+            "command": COMMAND.format(task=f"cv:{name}"),
+        }
+        for label, m in mean.items()
+        if label != "hnn"
+        for metric, key in (("trajectory PSNR (dB)", "psnr"), ("energy MSE", "energy_mse"))
     ]
 
 
@@ -584,6 +716,9 @@ def _rows() -> list[dict[str, Any]]:
     for name in HNN_TASKS:
         rows += rows_for_task(name)
     rows += seed_rows("two-body")
+    for name in ("spring-mass", "pendulum"):
+        rows += seed_rows(name) + seed_rows(name, "gradnet-extrapolated")
+        rows += cv_rows(name)
     lh = long_horizon()
     g, h = lh["gradnet-leapfrog"], lh["hnn-rk4"]
     rows.append(
@@ -618,9 +753,17 @@ def main(argv: list[str]) -> int:
             write_results("dynamics", run())
         elif task in HNN_TASKS:
             hnn_task(task)
+        elif task.startswith("cv:") and task[3:] in HNN_TASKS:
+            for label, m in cross_validation(task[3:])["mean"].items():
+                print(f"{task}: {label}: PSNR {m['psnr']:.2f} dB, energy MSE {m['energy_mse']:.3g}")
         elif task.startswith("seeds:") and task[6:] in HNN_TASKS:
-            for row in seed_rows(task[6:]):
-                print(f"{row['what']}: {row['ours']:.4g} vs {row['peer']:.4g}", flush=True)
+            for label, runs in seed_spread(task[6:]).items():
+                for r in runs:
+                    print(
+                        f"{task}: {label} seed {r['seed']}: PSNR {r['psnr_mean']:.2f} dB, "
+                        f"energy MSE {r['energy_mse']:.3g}",
+                        flush=True,
+                    )
         elif task == "long-horizon":
             long_horizon()
         elif task == "table":

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "LearnedHamiltonianBase",
     "JointHamiltonian",
     "SeparableHamiltonian",
     "VectorFieldModel",
@@ -51,8 +52,12 @@ def _net_dim(net: nn.Module, what: str) -> int:
     return dim
 
 
-class _LearnedHamiltonianBase(nn.Module):
-    """Shared protocol attributes and the vector field ``J ∇H``."""
+class LearnedHamiltonianBase(nn.Module):
+    """Shared protocol attributes and the vector field ``J ∇H``.
+
+    A subclass sets ``dim``, ``dof`` and ``separable`` and defines ``grad(x)`` and ``energy(x)``
+    (and ``grad_q``/``grad_p`` when separable); ``vector_field``, ``forward`` and
+    ``hamiltonian`` follow."""
 
     dof: int
     dim: int
@@ -72,7 +77,7 @@ class _LearnedHamiltonianBase(nn.Module):
         return self.energy(x)
 
 
-class JointHamiltonian(_LearnedHamiltonianBase):
+class JointHamiltonian(LearnedHamiltonianBase):
     """H(q, p) learned by one gradient network on the whole state.
 
     ``net`` is any conservative gradient network with ``dim`` even (GradNet-C/M, mGradNet-C/M, HNN):
@@ -104,7 +109,7 @@ class JointHamiltonian(_LearnedHamiltonianBase):
         return self.net.potential(x)
 
 
-class SeparableHamiltonian(_LearnedHamiltonianBase):
+class SeparableHamiltonian(LearnedHamiltonianBase):
     """H(q, p) = T(p) + V(q): ``kinetic`` learns ∇T (monotone network), ``potential`` learns ∇V.
 
     Both networks act on ``n``-vectors (``dim = n``). ``grad_q(q) = potential(q)``,

@@ -19,11 +19,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hamgrad.hamiltonian import _LearnedHamiltonianBase
+from hamgrad.hamiltonian import LearnedHamiltonianBase
 from hamgrad.validation import check_positive_float
 
 
-class NoiseExtrapolatedHamiltonian(_LearnedHamiltonianBase):
+class NoiseExtrapolatedHamiltonian(LearnedHamiltonianBase):
     """``H = 2·fit − noisier``: ``fit`` trained on the data, ``noisier`` on the data plus noise.
 
     ``fit`` and ``noisier`` are learned Hamiltonians of the same structure and dimension

@@ -172,16 +172,18 @@ def test_modular_potential_closed_form_against_line_integral():
 @pytest.mark.parametrize("shape", [(), (5,), (2, 3), (0,)])
 def test_batch_shapes(name, shape, dtype):
     model = build_model(name, 3, width=4, seed=0, dtype=dtype)
-    x = torch.randn(*shape, 3, dtype=dtype)
+    x = torch.randn(*shape, 3, dtype=dtype, generator=torch.Generator().manual_seed(0))
     out = model(x)
     assert out.shape == (*shape, 3) and out.dtype == dtype
     if model.conservative:
         pot = model.potential(x)
         assert pot.shape == shape and pot.dtype == dtype
-    # each sample is independent of the others in its batch
+    # each sample is independent of the others in its batch (to round-off: a batched product
+    # may sum in another order, so entries near 0 are held to the output's scale)
     if len(shape) == 2:
         single = model(x[1, 2])
-        assert torch.allclose(single, out[1, 2], rtol=1e-5 if dtype == torch.float32 else 1e-12)
+        tol = (1e-5 if dtype == torch.float32 else 1e-12) * float(out.detach().abs().max())
+        torch.testing.assert_close(single, out[1, 2], rtol=0, atol=tol)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

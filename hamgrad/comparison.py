@@ -134,7 +134,11 @@ def _run_or_resume(
 
     resume = (run_dir / "config.json").is_file()
     if resume:
-        stored = read_run_config(run_dir).get("train", {})
+        # a setting the stored run predates (absent there) counts as its default
+        stored = {
+            **TrainConfig(model=settings["model"]).to_dict(),
+            **read_run_config(run_dir).get("train", {}),
+        }
         wanted = TrainConfig(**settings).to_dict()
         diff = sorted(k for k, v in wanted.items() if stored.get(k) != v)
         if diff:

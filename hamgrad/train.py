@@ -109,7 +109,8 @@ class TrainConfig:
     ``rollout_steps`` and ``integrator`` for the rollout loss, ``input_noise`` (std of Gaussian noise
     added to the input states of each batch), ``noise_extrapolation`` (> 0: the std of the noise
     already in the data's states; trains a second model on states with that much extra noise and
-    extrapolates both to zero noise, see :mod:`hamgrad.noise_extrapolation`). Bookkeeping: ``seed``, ``checkpoint_every``,
+    extrapolates both to zero noise, see :mod:`hamgrad.noise_extrapolation`; its logged ``loss``
+    is the sum of the two models' losses, its ``val_loss`` the extrapolated model's). Bookkeeping: ``seed``, ``checkpoint_every``,
     ``log_every`` (steps between rows of ``metrics.csv``), ``val_size`` (validation points used).
     """
 

@@ -67,6 +67,17 @@ def test_compare_models_same_settings_and_outputs(pendulum_data, tmp_path):
     )  # fmt: skip
     assert [r["psnr_mean"] for r in again["rows"]] == [r["psnr_mean"] for r in report["rows"]]
 
+    # runs written before a setting existed (absent from their config.json) count as its default
+    for run in (out / "runs").iterdir():
+        config = json.loads((run / "config.json").read_text())
+        del config["train"]["noise_extrapolation"]
+        (run / "config.json").write_text(json.dumps(config))
+    older = compare_models(
+        pendulum_data, ["gradnet-c", "hnn", "mlp"], out, separable=True, param_budget=600,
+        steps=15, lr=3e-3, horizon=2.0, n_eval=2, progress=False, log=None, figures=False,
+    )  # fmt: skip
+    assert [r["psnr_mean"] for r in older["rows"]] == [r["psnr_mean"] for r in report["rows"]]
+
 
 def test_compare_cli(pendulum_data, tmp_path, capsys):
     out = tmp_path / "cli"

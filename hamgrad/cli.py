@@ -61,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error_line(text: str) -> None:
+    """``text`` and its newline in one write: ranks of a torchrun job share stderr, and with an
+    unbuffered stream ``print`` writes the text and the newline separately, so two ranks' lines
+    could interleave into one."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of ``python -m hamgrad``; returns the exit status."""
     parser = build_parser()
@@ -68,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
-        print("hamgrad: interrupted", file=sys.stderr)
+        _error_line("hamgrad: interrupted")
         return 130
     except (
         HamgradError,
@@ -82,5 +90,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("HAMGRAD_DEBUG"):
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"hamgrad {args.command}: error: {message}", file=sys.stderr)
+        _error_line(f"hamgrad {args.command}: error: {message}")
         return 2

@@ -223,3 +223,21 @@ def test_console_script_errors_without_traceback(tmp_path):
         "hamgrad generate: error: dt must be a finite number > 0, got -1.0"
     ]
     assert not out.exists()
+
+
+def test_an_error_is_one_write(tmp_path, monkeypatch):
+    """Ranks of a torchrun job share stderr, unbuffered under PYTHONUNBUFFERED: each error line
+    must reach it in one write, or two ranks' lines can interleave into one."""
+    import io
+
+    writes: list[str] = []
+
+    class Recorder(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return super().write(text)
+
+    monkeypatch.setattr(sys, "stderr", Recorder())
+    assert main(["train", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "r")]) == 2
+    assert len(writes) == 1 and writes[0].startswith("hamgrad train: error:")
+    assert writes[0].endswith("\n") and writes[0].count("\n") == 1

@@ -235,15 +235,14 @@ def _configs(name: str, data: Path) -> dict[str, tuple[str, dict[str, Any], dict
     """``label -> (model spec, training settings, overrides)``: the GradNet, the GradNet with
     noise extrapolation (noisy data only; the std is the file's ``noise_std``) and HNN as
     published."""
-    import h5py
+    from hamgrad.training_data import check_trajectory_file
 
     gradnet = GRADNET[name]
     spec = f"{gradnet['model']}:{_structure(name)}"
     schedule = {"lr": gradnet["lr"], "schedule": "cosine"}
     overrides = _gradnet_overrides(name)
     configs = {"gradnet": (spec, schedule, overrides)}
-    with h5py.File(data, "r") as f:
-        noise = float(f.attrs.get("noise_std", 0.0))
+    noise = float(check_trajectory_file(data).get("noise_std", 0.0) or 0.0)
     if noise > 0:
         extrapolated = {**overrides, "noise_extrapolation": noise}
         configs["gradnet-extrapolated"] = (spec, schedule, extrapolated)

@@ -630,14 +630,13 @@ def train_dynamics(
             idx = sampler.indices(step)
             x = inputs[idx]
             y = targets[idx] if targets is not None else None
-            if config.input_noise > 0:
+            if config.input_noise > 0 or config.noise_extrapolation > 0:  # (never both)
                 g = torch.Generator().manual_seed(_derived_seed(config.seed, _NOISE_STREAM, step))
                 noise = torch.randn(x.shape, generator=g, dtype=torch.float64).to(dtype)
-                x = x + config.input_noise * noise
-            if config.noise_extrapolation > 0:  # the second model sees extra noise of that std
-                g = torch.Generator().manual_seed(_derived_seed(config.seed, _NOISE_STREAM, step))
-                noise = torch.randn(x.shape, generator=g, dtype=torch.float64).to(dtype)
-                x = torch.stack([x, x + config.noise_extrapolation * noise], dim=1)
+                if config.input_noise > 0:
+                    x = x + config.input_noise * noise
+                else:  # noise extrapolation: the second model sees extra noise of that std
+                    x = torch.stack([x, x + config.noise_extrapolation * noise], dim=1)
             loss = parallel_loss(x, y)
             value = parallel_loss.value(loss)
             if not math.isfinite(value):

@@ -110,7 +110,10 @@ class TrainConfig:
     added to the input states of each batch), ``noise_extrapolation`` (> 0: the std of the noise
     already in the data's states; trains a second model on states with that much extra noise and
     extrapolates both to zero noise, see :mod:`hamgrad.noise_extrapolation`; its logged ``loss``
-    is the sum of the two models' losses, its ``val_loss`` the extrapolated model's). Bookkeeping: ``seed``, ``checkpoint_every``,
+    is the sum of the two models' losses, its ``val_loss`` the extrapolated model's),
+    ``denoise_states`` (train on each trajectory's states rebuilt from its analytic derivatives,
+    :func:`~hamgrad.training_data.integrated_states`: for data whose states are noisy and whose
+    derivatives exact). Bookkeeping: ``seed``, ``checkpoint_every``,
     ``log_every`` (steps between rows of ``metrics.csv``), ``val_size`` (validation points used).
     """
 
@@ -135,6 +138,7 @@ class TrainConfig:
     integrator: str | None = None
     input_noise: float = 0.0
     noise_extrapolation: float = 0.0
+    denoise_states: bool = False
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 100
@@ -186,6 +190,19 @@ class TrainConfig:
             if self.model == "mlp":
                 raise ValueError(
                     "noise_extrapolation combines learned Hamiltonians; model 'mlp' has no energy"
+                )
+        if not isinstance(self.denoise_states, bool):
+            raise TypeError(f"denoise_states must be True or False, got {self.denoise_states!r}")
+        if self.denoise_states:
+            if self.targets != "analytic":
+                raise ValueError(
+                    "denoise_states integrates the analytic derivatives; it needs "
+                    f"targets='analytic', got targets={self.targets!r}"
+                )
+            if self.noise_extrapolation > 0:
+                raise ValueError(
+                    "give denoise_states or noise_extrapolation, not both (the rebuilt states no "
+                    "longer carry independent noise of the data's std)"
                 )
         check_positive_int("seed", self.seed, allow_zero=True)
         check_positive_int("checkpoint_every", self.checkpoint_every)
@@ -431,6 +448,7 @@ _RESUME_KEYS = (
     "dtype",
     "loss",
     "noise_extrapolation",
+    "denoise_states",
     "targets",
     "seed",
 )
@@ -492,10 +510,14 @@ def train_dynamics(
     run = distributed.call_on_main(
         lambda: prepare_run_dir(out, resume=resume), Path(out), enabled=writes_files
     )
-    train_data = load_training_data(data, "train", config.targets)
+    train_data = load_training_data(data, "train", config.targets, config.denoise_states)
     dim = train_data.dim
     splits = split_names(data)
-    val_data = load_training_data(data, "val", config.targets) if "val" in splits else None
+    val_data = (
+        load_training_data(data, "val", config.targets, config.denoise_states)
+        if "val" in splits
+        else None
+    )
     if stored is not None:
         _check_resume_config(stored, config, dim, run)
 

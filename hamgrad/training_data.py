@@ -2,8 +2,10 @@
 
 :func:`load_training_data` reads one split of a trajectory file (``hamgrad.datasets``) into memory
 with the chosen ``dx/dt`` targets: the dataset's analytic derivatives, or finite differences of the
-stored states alone (:func:`finite_difference_derivatives`). :func:`check_trajectory_file` refuses a
-gradient-field file or a foreign file with a message that says what was found.
+stored states alone (:func:`finite_difference_derivatives`); optionally each trajectory's noisy
+states rebuilt from its analytic derivatives (:func:`integrated_states`).
+:func:`check_trajectory_file` refuses a gradient-field file or a foreign file with a message that
+says what was found.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "TrainingData",
     "check_trajectory_file",
     "finite_difference_derivatives",
+    "integrated_states",
     "load_training_data",
     "split_names",
 ]
@@ -94,6 +97,43 @@ def finite_difference_derivatives(x: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.gradient(x, t, axis=-2, edge_order=2)
 
 
+def _interval_integrals(f: np.ndarray, h: float) -> np.ndarray:
+    """∫ over each interval [t_k, t_k+1] of a function sampled at uniform points, from the cubic
+    through the four nearest samples (the quadratic through three when there are only three):
+    ``f`` (N, T+1, D) -> (N, T, D), error O(h⁵) per interval."""
+    if f.shape[1] == 3:
+        first = 5 * f[:, 0] + 8 * f[:, 1] - f[:, 2]
+        last = -f[:, 0] + 8 * f[:, 1] + 5 * f[:, 2]
+        return np.stack([first, last], axis=1) * (h / 12)
+    inner = -f[:, :-3] + 13 * f[:, 1:-2] + 13 * f[:, 2:-1] - f[:, 3:]
+    first = 9 * f[:, 0] + 19 * f[:, 1] - 5 * f[:, 2] + f[:, 3]
+    last = f[:, -4] - 5 * f[:, -3] + 19 * f[:, -2] + 9 * f[:, -1]
+    return np.concatenate([first[:, None], inner, last[:, None]], axis=1) * (h / 24)
+
+
+def integrated_states(x: np.ndarray, dxdt: np.ndarray, dt: float) -> np.ndarray:
+    """Each trajectory's states rebuilt from its derivatives: x̂(t) = c + ∫₀ᵗ ẋ ds.
+
+    ``x``, ``dxdt`` (N, T+1, D) on a uniform time grid of step ``dt`` -> (N, T+1, D). The integral
+    is the cumulative sum of piecewise-cubic quadratures of ``dxdt`` (error O(dt⁴)); the offset
+    ``c`` of each trajectory is the least-squares fit of x̂ to the stored states (the mean of
+    x − ∫ẋ over its points). When the derivatives are exact and the stored states carry
+    independent noise of std σ (the HNN protocols), x̂ differs from the clean trajectory by one
+    constant of std σ/√(T+1) instead of by fresh noise at every point. Needs T+1 ≥ 3.
+    """
+    if x.shape != dxdt.shape or x.ndim != 3:
+        raise ValueError(
+            f"x and dxdt must both have shape (N, T+1, D), got {x.shape} and {dxdt.shape}"
+        )
+    if x.shape[1] < 3:
+        raise ValueError(
+            f"integrated states need at least 3 time points per trajectory, got {x.shape[1]}"
+        )
+    steps = _interval_integrals(dxdt, dt)
+    integral = np.concatenate([np.zeros_like(steps[:, :1]), np.cumsum(steps, axis=1)], axis=1)
+    return integral + (x - integral).mean(axis=1, keepdims=True)
+
+
 @dataclass
 class TrainingData:
     """One split of a trajectory dataset in memory: states ``x`` and targets ``dxdt`` (N, T+1, 2n)
@@ -112,7 +152,9 @@ class TrainingData:
     def dt(self) -> float:
         steps = np.diff(self.t)
         if not np.allclose(steps, steps[0], rtol=1e-9, atol=0):
-            raise DataFormatError("the dataset's time grid is not uniform; rollout loss needs one")
+            raise DataFormatError(
+                "the dataset's time grid is not uniform; rollout loss and denoise_states need one"
+            )
         return float(steps[0])
 
     def states(self) -> np.ndarray:
@@ -137,12 +179,25 @@ class TrainingData:
 
 
 def load_training_data(
-    path: str | os.PathLike, split: str = "train", targets: str = "analytic"
+    path: str | os.PathLike,
+    split: str = "train",
+    targets: str = "analytic",
+    denoise_states: bool = False,
 ) -> TrainingData:
-    """Load one split of a trajectory file with the chosen derivative targets."""
+    """Load one split of a trajectory file with the chosen derivative targets.
+
+    ``denoise_states=True`` replaces the stored states by :func:`integrated_states` of the
+    analytic derivatives (needs ``targets="analytic"``: finite differences integrate back to the
+    stored states).
+    """
     from hamgrad.datasets import load_trajectories
 
     check_choice("targets", targets, TARGETS)
+    if denoise_states and targets != "analytic":
+        raise ValueError(
+            f"denoise_states integrates the analytic derivatives; it needs targets='analytic', "
+            f"got targets={targets!r}"
+        )
     attrs = check_trajectory_file(path)
     available = split_names(path)
     if split not in available:
@@ -158,4 +213,7 @@ def load_training_data(
         dxdt = finite_difference_derivatives(x, t)
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(dxdt))):
         raise DataFormatError(f"{str(path)!r} split {split!r} holds non-finite values")
-    return TrainingData(x=x, dxdt=dxdt, t=t, attrs=attrs)
+    data = TrainingData(x=x, dxdt=dxdt, t=t, attrs=attrs)
+    if denoise_states:
+        data.x = integrated_states(x, dxdt, data.dt)
+    return data

@@ -79,6 +79,9 @@ CLI_CASES: dict[str, str] = {
     "train-leapfrog-joint": "train spring.h5 --out r1 --model hnn --loss rollout --integrator leapfrog",
     "train-existing-run": "train spring.h5 --out run --model hnn",
     "train-extrapolate-clean-data": "train spring.h5 --out r1 --model gradnet-m --extrapolate-noise",
+    "train-denoise-finite-difference": (
+        "train spring.h5 --out r1 --model gradnet-m --denoise-states --targets finite-difference"
+    ),
     "train-out-not-empty": "train spring.h5 --out notrun --model hnn",
     "resume-not-a-directory": "train spring.h5 --out notes.txt --resume",
     "resume-not-a-run": "train spring.h5 --out notrun --resume",

@@ -73,8 +73,9 @@ def test_derivative_training_learns(spring_data, tmp_path):
         {"model": "gradnet-c", "separable": True, "input_noise": 0.05, "batch_size": 50},
         {"model": "hnn", "loss": "rollout", "rollout_steps": 3, "batch_size": 40},
         {"model": "gradnet-m", "noise_extrapolation": 0.05, "batch_size": 50},
+        {"model": "gradnet-c", "separable": True, "denoise_states": True, "batch_size": 50},
     ],
-    ids=["derivative-noise", "rollout-hnn", "noise-extrapolation"],
+    ids=["derivative-noise", "rollout-hnn", "noise-extrapolation", "denoise-states"],
 )
 def test_resume_is_bit_identical(spring_data, tmp_path, settings):
     common = dict(width=8, steps=40, lr=3e-3, checkpoint_every=10, log_every=5, seed=3)

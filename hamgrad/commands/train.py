@@ -25,6 +25,7 @@ _FIELDS = {
     "rollout_steps": "rollout_steps",
     "integrator": "integrator",
     "input_noise": "input_noise",
+    "denoise_states": "denoise_states",
     "seed": "seed",
     "checkpoint_every": "checkpoint_every",
     "log_every": "log_every",
@@ -83,6 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="correct for the noise in the data's states (std from the file's noise_std): a second "
         "model sees extra noise and both are extrapolated to zero noise (SIMEX)",
+    )
+    parser.add_argument(
+        "--denoise-states",
+        action="store_const",
+        const=True,
+        default=None,
+        help="train on each trajectory's states rebuilt from its analytic derivatives (for noisy "
+        "states with exact derivatives: the noise shrinks by the square root of the points)",
     )
     parser.add_argument("--dtype", choices=["float32", "float64"], help="model precision")
     parser.add_argument("--seed", type=int, help="root seed (default 0)")

@@ -8,6 +8,7 @@ import pytest
 
 from hamgrad.cli import main
 from hamgrad.comparison import ModelSpec, compare_models, parse_model_spec
+from hamgrad.train import load_trained
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +92,11 @@ def test_compare_cli(pendulum_data, tmp_path, capsys):
     assert (out / "compare.md").is_file()
     code = main(["compare", str(pendulum_data), "--models", "hnn,hnn", "--out", str(out)])
     assert code == 2 and "distinct" in capsys.readouterr().err
+    denoised = tmp_path / "denoised"
+    code = main(
+        ["compare", str(pendulum_data), "--models", "hnn,mlp", "--width", "4", "--steps", "2",
+         "--horizon", "1", "--n-eval", "2", "--denoise-states", "--out", str(denoised), "--quiet"]
+    )  # fmt: skip
+    assert code == 0
+    for label in ("hnn", "mlp"):
+        assert load_trained(denoised / "runs" / label)[1]["train"]["denoise_states"] is True

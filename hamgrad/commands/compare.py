@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--targets", choices=["analytic", "finite-difference"], default="analytic")
     parser.add_argument(
+        "--denoise-states",
+        action="store_true",
+        help="train every model on each trajectory's states rebuilt from its analytic derivatives",
+    )
+    parser.add_argument(
         "--protocol",
         choices=["test", "preset"],
         default="test",
@@ -66,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         dtype=args.dtype,
         seed=args.seed,
-        train_options={"targets": args.targets},
+        train_options={"targets": args.targets, "denoise_states": args.denoise_states},
         protocol=args.protocol,
         horizon=args.horizon,
         n_eval=args.n_eval,

@@ -11,7 +11,9 @@ Because the machine is shared, ``ratio_est`` is a second estimate: each model's 
 its median step time measured interleaved with the other's (``time_pair``).
 
 Rows: ``ours`` (GradNet seconds to HNN's error), ``peer`` (HNN seconds for its full budget),
-``ratio`` = ours / peer (``None`` when infinite), target ≤ 0.5; per-seed details under ``seeds``.
+``ratio`` = ours / peer (``None`` when infinite), target ≤ 0.5, met when ``ratio_est`` is too (a
+wall time taken while the machine is busy can halve or double a ratio); per-seed details under
+``seeds``.
 """
 
 from __future__ import annotations
@@ -28,15 +30,19 @@ from benchmarks.harness import time_pair
 TARGET_RATIO = 0.5
 
 
-def _field_2d_case(field: str, model: str) -> dict[str, Any]:
+def _field_2d_case(
+    field: str, model: str, options: dict[str, Any], init: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A fixed 2-D field (the paper's 2-D regime: 100,000 fixed samples, batch 1000), 3 seeds;
-    the GradNet at width 7 (tanh), HNN at 100 parameters, both at lr 5e-3."""
+    the GradNet with the paper's 2-D options (and ``init``, see
+    :func:`hamgrad.field_protocols.apply_init`), HNN at 100 parameters, both at lr 5e-3."""
     return {
         "what": f"{field} (median of 3 seeds): time to HNN's final error",
         "seeds": (0, 1, 2),
         "field": field,
         "dim": 2,
-        "ours": (model, {"width": 7, "activation": "tanh"}),
+        "ours": (model, options),
+        "init": init or {},
         "peer": ("hnn", {"param_budget": 100}),
         "train": {
             "mode": "fixed",
@@ -52,8 +58,10 @@ def _field_2d_case(field: str, model: str) -> dict[str, Any]:
 
 
 # label, seeds, field, dim, GradNet and HNN (name, build options), data regime, learning rates.
-# The GradNets are the best of ours at each field's protocol (paper figures, same lr grid as HNN):
-# mGradNet-M on PolyMax, mGradNet-C on the convex field, GradNet-C on the non-convex one.
+# The GradNets are the best of ours at each field's protocols: mGradNet-M on PolyMax (paper
+# protocol), GradNet-C on the non-convex field (paper and tuned), mGradNet-M with the tuned
+# protocol's initialisation on the convex field (tuned: -55.14 dB against mGradNet-C's -52.48;
+# until then this row used mGradNet-C, which reached HNN's error on 1 seed of 3).
 CASES: list[dict[str, Any]] = [
     {
         "what": "PolyMax d=256: time to HNN's final error",
@@ -67,10 +75,13 @@ CASES: list[dict[str, Any]] = [
         "lr_ours": 1e-3,
         "lr_peer": 1e-3,
     },
-    *(
-        _field_2d_case(field, model)
-        for field, model in (("convex-2d", "mgradnet-c"), ("nonconvex-2d", "gradnet-c"))
+    _field_2d_case(
+        "convex-2d",
+        "mgradnet-m",
+        {"width": 7, "modules": 4, "activation": "softmax"},
+        {"scale": {"weight": 3.0}, "spread": {"weight": 1.0}},
     ),
+    _field_2d_case("nonconvex-2d", "gradnet-c", {"width": 7, "activation": "tanh"}),
 ]
 
 
@@ -91,6 +102,7 @@ def _step_time(model: torch.nn.Module, field, batch: int) -> Any:
 def run_seed(case: dict[str, Any], seed: int) -> dict[str, Any]:
     """HNN's full run, then the GradNet until it matches HNN's error; both initialised from ``seed``."""
     import hamgrad.systems.fields  # noqa: F401
+    from hamgrad.field_protocols import apply_init
     from hamgrad.field_training import fit_gradient_field
     from hamgrad.models import build_model, count_params
     from hamgrad.systems import get_system
@@ -103,6 +115,7 @@ def run_seed(case: dict[str, Any], seed: int) -> dict[str, Any]:
     ours_name, ours_opts = case["ours"]
     peer = build_model(peer_name, case["dim"], seed=seed, **peer_opts)
     ours = build_model(ours_name, case["dim"], seed=seed, **ours_opts)
+    apply_init(ours, case.get("init", {}))
     common = {"x_val": x_val, "seed": seed, "progress": False, **case["train"]}
 
     _, h_peer = fit_gradient_field(peer, field.grad, field.sample, lr=case["lr_peer"], **common)
@@ -161,6 +174,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     ours = statistics.median(r["ours_seconds"] for r in per_seed)
     peer = statistics.median(r["peer_seconds"] for r in per_seed)
     ratio = statistics.median(r["ratio"] for r in per_seed)
+    ratio_est = statistics.median(r["ratio_est"] for r in per_seed)
     train = case["train"]
     return {
         "what": case["what"],
@@ -168,11 +182,13 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         "peer": _finite(peer),
         "ratio": _finite(ratio),
         "target": f"<= {TARGET_RATIO}",
-        "met": bool(ratio <= TARGET_RATIO),
+        # both estimates: wall times of separate runs move with the machine's load
+        "met": bool(ratio <= TARGET_RATIO and ratio_est <= TARGET_RATIO),
         "command": ".venv/bin/python -m benchmarks fields",
         "ours_model": per_seed[0]["ours_model"],
+        "ours_init": case.get("init") or None,
         "peer_model": per_seed[0]["peer_model"],
-        "ratio_est": statistics.median(r["ratio_est"] for r in per_seed),
+        "ratio_est": ratio_est,
         "data": f"{train['mode']}, batch {train['batch_size']}, {train['steps']} steps",
         "seeds": [
             {k: (_finite(v) if isinstance(v, float) else v) for k, v in r.items()} for r in per_seed

@@ -259,14 +259,14 @@ def _configs(name: str, data: Path) -> dict[str, tuple[str, dict[str, Any], dict
     as published, and on noisy data the alternatives: the GradNet on the stored (noisy) states,
     the same with noise extrapolation (the std is the file's ``noise_std``), and HNN trained on
     the denoised states (``denoise_states``) like the GradNet."""
-    from hamgrad.training_data import check_trajectory_file
+    from hamgrad.training_data import recorded_noise_std
 
     gradnet = GRADNET[name]
     spec = f"{gradnet['model']}:{_structure(name)}"
     schedule = {"lr": gradnet["lr"], "schedule": "cosine"}
     overrides = _gradnet_overrides(name)
     configs = {"gradnet": (spec, schedule, overrides)}
-    noise = float(check_trajectory_file(data).get("noise_std", 0.0) or 0.0)
+    noise = recorded_noise_std(data)
     if noise > 0:
         stored = {k: v for k, v in overrides.items() if k != "denoise_states"}
         configs["gradnet-stored-states"] = (spec, schedule, stored)
@@ -394,10 +394,11 @@ def cross_validation(name: str) -> dict[str, Any]:
     task = HNN_TASKS[name]
     data = _data(task["system"], task["generate"])
     common = _common(name, protocol="test")
+    configs = _configs(name, data)
     folds: dict[str, list[dict[str, float]]] = {}
     for fold in range(CV_FOLDS):
         path = _fold_file(data, fold, RUNS / name / "cv")
-        for label, config in _configs(name, data).items():
+        for label, config in configs.items():
             out = RUNS / name / "cv" / f"{label}-fold{fold}"
             row = _run(path, out, config, common, horizon=CV_HORIZON, eval_dt=CV_HORIZON / 99)
             folds.setdefault(label, []).append(
@@ -428,11 +429,12 @@ WHO = {
 }
 
 
-def seed_rows(name: str, label: str = "gradnet", peer: str = "hnn") -> list[dict[str, Any]]:
+def seed_rows(
+    name: str, runs: dict[str, list[dict[str, Any]]], label: str = "gradnet", peer: str = "hnn"
+) -> list[dict[str, Any]]:
     """The worst seed of ``name``'s targets for GradNet configuration ``label`` against
-    configuration ``peer`` (default: HNN's published protocol), paired by seed: PSNR gain and
-    energy-MSE ratio."""
-    runs = seed_spread(name)
+    configuration ``peer`` (default: HNN's published protocol) in ``runs`` (the task's
+    :func:`seed_spread`), paired by seed: PSNR gain and energy-MSE ratio."""
     pairs = list(zip(runs[label], runs[peer], strict=True))
     gains = [g["psnr_mean"] - h["psnr_mean"] for g, h in pairs]
     ratios = [g["energy_mse"] / h["energy_mse"] for g, h in pairs]
@@ -753,10 +755,12 @@ def _rows() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for name in HNN_TASKS:
         rows += rows_for_task(name)
-    rows += seed_rows("two-body")
+    rows += seed_rows("two-body", seed_spread("two-body"))
     for name in ("spring-mass", "pendulum"):
-        rows += seed_rows(name) + seed_rows(name, peer="hnn-denoised")
-        rows += seed_rows(name, "gradnet-stored-states") + seed_rows(name, "gradnet-extrapolated")
+        runs = seed_spread(name)
+        rows += seed_rows(name, runs) + seed_rows(name, runs, peer="hnn-denoised")
+        rows += seed_rows(name, runs, "gradnet-stored-states")
+        rows += seed_rows(name, runs, "gradnet-extrapolated")
         rows += cv_rows(name)
     lh = long_horizon()
     g, h = lh["gradnet-leapfrog"], lh["hnn-rk4"]

@@ -56,6 +56,7 @@ from hamgrad.field_training import fit_gradient_field  # noqa: F401
 from hamgrad.training_data import (
     TARGETS,
     TrainingData,
+    check_denoise_targets,
     check_trajectory_file,
     finite_difference_derivatives,
     load_training_data,
@@ -194,11 +195,7 @@ class TrainConfig:
         if not isinstance(self.denoise_states, bool):
             raise TypeError(f"denoise_states must be True or False, got {self.denoise_states!r}")
         if self.denoise_states:
-            if self.targets != "analytic":
-                raise ValueError(
-                    "denoise_states integrates the analytic derivatives; it needs "
-                    f"targets='analytic', got targets={self.targets!r}"
-                )
+            check_denoise_targets(self.targets)
             if self.noise_extrapolation > 0:
                 raise ValueError(
                     "give denoise_states or noise_extrapolation, not both (the rebuilt states no "

@@ -25,10 +25,12 @@ TARGETS = ("analytic", "finite-difference")
 __all__ = [
     "TARGETS",
     "TrainingData",
+    "check_denoise_targets",
     "check_trajectory_file",
     "finite_difference_derivatives",
     "integrated_states",
     "load_training_data",
+    "recorded_noise_std",
     "split_names",
 ]
 
@@ -62,6 +64,20 @@ def check_trajectory_file(path: str | os.PathLike) -> dict[str, Any]:
             "expected 'hamgrad-trajectories')"
         )
     return attrs
+
+
+def recorded_noise_std(path: str | os.PathLike) -> float:
+    """The std of the observation noise a trajectory file records for its states (0 = clean)."""
+    return float(check_trajectory_file(path).get("noise_std", 0.0) or 0.0)
+
+
+def check_denoise_targets(targets: str) -> None:
+    """Refuse ``denoise_states`` with targets other than the analytic derivatives it integrates."""
+    if targets != "analytic":
+        raise ValueError(
+            f"denoise_states integrates the analytic derivatives; it needs targets='analytic', "
+            f"got targets={targets!r}"
+        )
 
 
 def _attr(v: Any) -> Any:
@@ -193,11 +209,8 @@ def load_training_data(
     from hamgrad.datasets import load_trajectories
 
     check_choice("targets", targets, TARGETS)
-    if denoise_states and targets != "analytic":
-        raise ValueError(
-            f"denoise_states integrates the analytic derivatives; it needs targets='analytic', "
-            f"got targets={targets!r}"
-        )
+    if denoise_states:
+        check_denoise_targets(targets)
     attrs = check_trajectory_file(path)
     available = split_names(path)
     if split not in available:

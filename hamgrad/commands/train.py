@@ -114,9 +114,9 @@ def given_settings(args: argparse.Namespace) -> dict:
 
 def data_noise_std(data: str) -> float:
     """The ``noise_std`` a trajectory file records (> 0), for ``--extrapolate-noise``."""
-    from hamgrad.training_data import check_trajectory_file
+    from hamgrad.training_data import recorded_noise_std
 
-    std = float(check_trajectory_file(data).get("noise_std", 0.0) or 0.0)
+    std = recorded_noise_std(data)
     if std <= 0:
         raise ValueError(
             f"--extrapolate-noise needs noisy states, but {str(data)!r} records noise_std={std:g}; "

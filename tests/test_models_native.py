@@ -47,9 +47,27 @@ def _compare(name, dim, width, dtype, rtol, n=13, **options):
 @pytest.mark.parametrize("dim", list(range(1, 18)) + [31])
 @pytest.mark.parametrize("name", ["gradnet-c", "mgradnet-m", "gradnet-m"])
 def test_compiled_small_d_kernels_match_the_equations(name, dim):
-    """Every specialised ``d`` (1, 2, 3, 4, 6, 8, 12, 16) and the generic loop (others, up to
-    the largest skinny ``d`` = 31), float64: loss, input and parameter gradients to 1e-10."""
+    """Every specialised ``d`` (2, 4, 8) and the generic loop (others, up to the largest skinny
+    ``d`` = 31), float64: loss, input and parameter gradients to 1e-10."""
     _compare(name, dim, 21, F64, 1e-10)
+
+
+@needs_compiler
+@pytest.mark.parametrize("width", [3, 7, 16, 17])
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("name", ["gradnet-c", "mgradnet-c", "mgradnet-m", "gradnet-m"])
+def test_narrow_row_vectorised_kernels_match_the_equations(name, dim, width):
+    """Widths up to 16 per module/layer take the loops over blocks of 32 rows (17 the per-row
+    loops): batches shorter than, across and past a block, float64 to 1e-10."""
+    for n in (13, 33, 70):
+        _compare(name, dim, width, F64, 1e-10, n=n)
+
+
+@needs_compiler
+@pytest.mark.parametrize("name", ["gradnet-c", "mgradnet-m"])
+def test_narrow_kernels_in_float32(name, dtype, tol):
+    """The 2-D benchmarks' models (h = 7), float32 and float64 against float64 eager."""
+    _compare(name, 2, 7, dtype, tol, n=100)
 
 
 @needs_compiler
@@ -71,18 +89,28 @@ def test_cascade_columns_past_one_block_and_wide_d():
 
 @needs_compiler
 @pytest.mark.parametrize(
-    "name, dim", [("gradnet-c", 8), ("gradnet-m", 8), ("mgradnet-m", 8), ("gradnet-c", 40)]
+    "name, dim, width, n",
+    [
+        ("gradnet-c", 8, 700, 256),
+        ("gradnet-m", 8, 700, 256),
+        ("mgradnet-m", 8, 700, 256),
+        ("gradnet-c", 40, 700, 256),
+        ("gradnet-c", 2, 7, 10_000),  # the narrow loops
+        ("mgradnet-m", 2, 7, 3_000),
+    ],
 )
-def test_threads_split_the_work_without_changing_the_result(name, dim):
+def test_threads_split_the_work_without_changing_the_result(name, dim, width, n):
     """Two threads give the one-thread result to round-off: rows split (small d) or columns
     split (the one-pass core behind the products, d = 40)."""
-    model = build_model(name, dim, width=700, seed=0, dtype=F64)
+    model = build_model(name, dim, width=width, seed=0, dtype=F64)
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(256, dim, generator=gen, dtype=F64)  # N·h above the parallel threshold
-    target = torch.randn(256, dim, generator=gen, dtype=F64)
+    x = torch.randn(n, dim, generator=gen, dtype=F64)  # N·h above the parallel threshold
+    target = torch.randn(n, dim, generator=gen, dtype=F64)
     results = []
     for threads in (1, 2):
         torch.set_num_threads(threads)
+        units = width * getattr(model, "n_modules", 1)
+        assert native.thread_count(n, units) == threads  # the split is really exercised
         results.append(_gradients(model, x, target))
     torch.set_num_threads(1)
     for a, b in zip(*results, strict=True):
@@ -90,10 +118,11 @@ def test_threads_split_the_work_without_changing_the_result(name, dim):
 
 
 @needs_compiler
-def test_saturated_softmax_takes_the_two_exponential_path(dtype, tol):
+@pytest.mark.parametrize("width", [9, 24])  # the narrow loops, the per-row loops
+def test_saturated_softmax_takes_the_two_exponential_path(width, dtype, tol):
     """A module whose pre-activations spread beyond the reciprocal limit: still finite and right."""
-    fused = build_model("gradnet-m", 4, width=9, seed=5, dtype=dtype, fused=True)
-    eager = build_model("gradnet-m", 4, width=9, seed=5, dtype=F64, fused=False)
+    fused = build_model("gradnet-m", 4, width=width, seed=5, dtype=dtype, fused=True)
+    eager = build_model("gradnet-m", 4, width=width, seed=5, dtype=F64, fused=False)
     with torch.no_grad():
         for model in (fused, eager):
             model.weight.mul_(400.0)

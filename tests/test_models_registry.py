@@ -235,3 +235,21 @@ def test_mlp_has_no_potential():
     model = build_model("mlp", 2, width=4)
     with pytest.raises(NotImplementedError, match="no potential"):
         model.potential(torch.zeros(1, 2))
+
+
+@pytest.mark.parametrize("name", ["tanh", "wtanh", "softmax", "wsoftmax"])
+@pytest.mark.parametrize("monotone", [True, False])
+def test_stacked_coefficients_equal_each_activations_own(name, monotone):
+    """The one-call stacking a network uses equals stacking every activation's coefficients."""
+    from hamgrad.models.activations import Activation, make_activation
+
+    acts = [make_activation(name, 5, monotone=monotone) for _ in range(3)]
+    for i, act in enumerate(acts):
+        for p in act.parameters():
+            torch.nn.init.normal_(p, 0.0, 1.0, generator=torch.Generator().manual_seed(i))
+    cls = type(acts[0])
+    fast = cls.stacked_coefficients(acts, torch.float64)
+    generic = Activation.stacked_coefficients.__func__(cls, acts, torch.float64)
+    for a, b in zip(fast, generic, strict=True):
+        assert a.dtype == torch.float64 and a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -54,8 +54,26 @@ class Activation(nn.Module):
         """ψ(z): ``(..., width) -> (...)``; its gradient is ``forward(z)``."""
         raise NotImplementedError
 
+    @classmethod
+    def stacked_coefficients(
+        cls, acts, dtype: torch.dtype | None = None, device: torch.device | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The coefficients of several activations of this class, stacked on a new first axis.
+
+        The same values as stacking each one's ``coefficients``, in fewer operations (a
+        network's layers or modules call this once per evaluation).
+        """
+        pairs = [act.coefficients(dtype, device) for act in acts]
+        return torch.stack([p for p, _ in pairs]), torch.stack([q for _, q in pairs])
+
     def extra_repr(self) -> str:
         return f"width={self.width}, monotone={self.monotone}"
+
+
+def _cast(t: torch.Tensor, dtype: torch.dtype | None, device: torch.device | None) -> torch.Tensor:
+    if dtype is not None and (t.dtype != dtype or t.device != device):
+        return t.to(dtype=dtype, device=device)
+    return t
 
 
 class ElementwiseActivation(Activation):
@@ -93,6 +111,11 @@ class Tanh(ElementwiseActivation):
         one = torch.ones(self.width, dtype=dtype, device=device)
         return one, torch.zeros_like(one)
 
+    @classmethod
+    def stacked_coefficients(cls, acts, dtype=None, device=None):
+        one = torch.ones((len(acts), acts[0].width), dtype=dtype, device=device)
+        return one, torch.zeros_like(one)
+
 
 class WTanh(ElementwiseActivation):
     """Weighted tanh with per-unit parameters ``a, b`` (initialised to ``1/width``).
@@ -108,10 +131,18 @@ class WTanh(ElementwiseActivation):
         self.b = nn.Parameter(torch.full((self.width,), 1.0 / self.width))
 
     def coefficients(self, dtype=None, device=None):
-        a, b = self.a, self.b
-        if dtype is not None and (a.dtype != dtype or a.device != device):
-            a, b = a.to(dtype=dtype, device=device), b.to(dtype=dtype, device=device)
-        if self.monotone:
+        return self._map(_cast(self.a, dtype, device), _cast(self.b, dtype, device), self.monotone)
+
+    @classmethod
+    def stacked_coefficients(cls, acts, dtype=None, device=None):
+        a = _cast(torch.stack([act.a for act in acts]), dtype, device)
+        b = _cast(torch.stack([act.b for act in acts]), dtype, device)
+        return cls._map(a, b, acts[0].monotone)
+
+    @staticmethod
+    def _map(a: torch.Tensor, b: torch.Tensor, monotone: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(p, q)`` from the parameters ``a, b`` (any shape)."""
+        if monotone:
             sa, sb = F.softplus(a), F.softplus(b)
             return sa - sb, sb
         return a + b, -b
@@ -154,6 +185,11 @@ class Softmax(GroupActivation):
             torch.zeros((), dtype=dtype, device=device),
         )
 
+    @classmethod
+    def stacked_coefficients(cls, acts, dtype=None, device=None):
+        one = torch.ones(len(acts), dtype=dtype, device=device)
+        return one, torch.zeros_like(one)
+
 
 class WSoftmax(GroupActivation):
     """Weighted softmax/softmin with scalar parameters ``a, b`` (initialised to 0.5).
@@ -170,10 +206,18 @@ class WSoftmax(GroupActivation):
         self.b = nn.Parameter(torch.tensor(0.5))
 
     def coefficients(self, dtype=None, device=None):
-        a, b = self.a, self.b
-        if dtype is not None and (a.dtype != dtype or a.device != device):
-            a, b = a.to(dtype=dtype, device=device), b.to(dtype=dtype, device=device)
-        if self.monotone:
+        return self._map(_cast(self.a, dtype, device), _cast(self.b, dtype, device), self.monotone)
+
+    @classmethod
+    def stacked_coefficients(cls, acts, dtype=None, device=None):
+        a = _cast(torch.stack([act.a for act in acts]), dtype, device)
+        b = _cast(torch.stack([act.b for act in acts]), dtype, device)
+        return cls._map(a, b, acts[0].monotone)
+
+    @staticmethod
+    def _map(a: torch.Tensor, b: torch.Tensor, monotone: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A, B)`` from the parameters ``a, b`` (any shape)."""
+        if monotone:
             return F.softplus(a), F.softplus(b)
         return a, b
 

@@ -130,9 +130,7 @@ class CascadeGradNet(GradientModel):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(β̃, β̃ ⊙ b, α̃ ⊙ p, α̃ ⊙ q)``, each ``(L, h)`` in ``x``'s dtype (see cascade_kernel)."""
         beta_t, alpha_t = self._scalings(x)
-        pq = [act.coefficients(x.dtype, x.device) for act in self.acts]
-        p = torch.stack([a for a, _ in pq])
-        q = torch.stack([b for _, b in pq])
+        p, q = type(self.acts[0]).stacked_coefficients(self.acts, x.dtype, x.device)
         return beta_t, beta_t * like(self.bias, x), alpha_t * p, alpha_t * q
 
     def profile_gain(self) -> torch.Tensor:

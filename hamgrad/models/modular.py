@@ -133,8 +133,7 @@ class ModularGradNet(GradientModel):
         return u, weight
 
     def _stacked_coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pq = [act.coefficients(x.dtype, x.device) for act in self.acts]
-        return torch.stack([a for a, _ in pq]), torch.stack([b for _, b in pq])
+        return type(self.acts[0]).stacked_coefficients(self.acts, x.dtype, x.device)
 
     def _field(self, x: torch.Tensor) -> torch.Tensor:
         if not use_fused(self.fused, x.shape[0] * self.width * self.n_modules):
@@ -153,7 +152,7 @@ class ModularGradNet(GradientModel):
                 out_bias,
                 alpha_t * c1,
                 alpha_t * c2,
-                beta_t.repeat_interleave(h),
+                beta_t[:, None].expand(k, h).reshape(k * h),
                 cb,
             )
         if self.group:
@@ -164,7 +163,7 @@ class ModularGradNet(GradientModel):
                 out_bias,
                 alpha_t * c1,
                 alpha_t * c2,
-                in_scale=beta_t.repeat_interleave(h),
+                in_scale=beta_t[:, None].expand(k, h).reshape(k * h),
                 in_bias=cb,
             )
         # elementwise activations: a one-layer cascade over the K·h units

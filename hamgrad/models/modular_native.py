@@ -53,7 +53,7 @@ class _NativeSkinnySoftmaxField(torch.autograd.Function):
             n_rows=n,
             n_cols=hk,
             dtype=dtype,
-            scratch=4 * h,
+            scratch=int(_library().softmax_skinny_rows()) * h,
         )
         ctx.save_for_backward(x, weight, bias, A, B, in_scale, in_bias)
         ctx.wt = wt  # reused by the backward pass

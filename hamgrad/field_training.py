@@ -151,22 +151,27 @@ def evaluate_field_error_db(
 
 
 class _FixedBatches:
-    """Shuffled mini-batches over a fixed training set, reshuffled every epoch (last batch kept)."""
+    """Shuffled mini-batches over a fixed training set, reshuffled every epoch (last batch kept).
+
+    The set is permuted once per epoch and the batches are consecutive slices of the permuted
+    copy (the same batches as gathering each one through the permutation, without a gather per
+    step: with small models that gather cost as much as the network's step).
+    """
 
     def __init__(
         self, x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator
     ):
         self.x, self.y, self.batch_size, self.generator = x, y, batch_size, generator
-        self.order = torch.empty(0, dtype=torch.long)
+        self.shuffled = (x[:0], y[:0])
         self.position = 0
 
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.position >= len(self.order):
-            self.order = torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
+        if self.position >= len(self.shuffled[0]):
+            order = torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
+            self.shuffled = (self.x[order], self.y[order])
             self.position = 0
-        index = self.order[self.position : self.position + self.batch_size]
-        self.position += self.batch_size
-        return self.x[index], self.y[index]
+        start, self.position = self.position, self.position + self.batch_size
+        return self.shuffled[0][start : self.position], self.shuffled[1][start : self.position]
 
 
 def _adam(

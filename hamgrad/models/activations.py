@@ -131,16 +131,16 @@ class WTanh(ElementwiseActivation):
         self.b = nn.Parameter(torch.full((self.width,), 1.0 / self.width))
 
     def coefficients(self, dtype=None, device=None):
-        return self._map(_cast(self.a, dtype, device), _cast(self.b, dtype, device), self.monotone)
+        return self.map(_cast(self.a, dtype, device), _cast(self.b, dtype, device), self.monotone)
 
     @classmethod
     def stacked_coefficients(cls, acts, dtype=None, device=None):
         a = _cast(torch.stack([act.a for act in acts]), dtype, device)
         b = _cast(torch.stack([act.b for act in acts]), dtype, device)
-        return cls._map(a, b, acts[0].monotone)
+        return cls.map(a, b, acts[0].monotone)
 
     @staticmethod
-    def _map(a: torch.Tensor, b: torch.Tensor, monotone: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def map(a: torch.Tensor, b: torch.Tensor, monotone: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """``(p, q)`` from the parameters ``a, b`` (any shape)."""
         if monotone:
             sa, sb = F.softplus(a), F.softplus(b)
@@ -206,16 +206,16 @@ class WSoftmax(GroupActivation):
         self.b = nn.Parameter(torch.tensor(0.5))
 
     def coefficients(self, dtype=None, device=None):
-        return self._map(_cast(self.a, dtype, device), _cast(self.b, dtype, device), self.monotone)
+        return self.map(_cast(self.a, dtype, device), _cast(self.b, dtype, device), self.monotone)
 
     @classmethod
     def stacked_coefficients(cls, acts, dtype=None, device=None):
         a = _cast(torch.stack([act.a for act in acts]), dtype, device)
         b = _cast(torch.stack([act.b for act in acts]), dtype, device)
-        return cls._map(a, b, acts[0].monotone)
+        return cls.map(a, b, acts[0].monotone)
 
     @staticmethod
-    def _map(a: torch.Tensor, b: torch.Tensor, monotone: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def map(a: torch.Tensor, b: torch.Tensor, monotone: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """``(A, B)`` from the parameters ``a, b`` (any shape)."""
         if monotone:
             return F.softplus(a), F.softplus(b)

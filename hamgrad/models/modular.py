@@ -32,7 +32,7 @@ from hamgrad.models.base import GradientModel, like
 from hamgrad.models.cascade_native import core_for, skinny_available, skinny_cascade_field
 from hamgrad.models.modular_kernel import SoftmaxPairCore, skinny_softmax_field
 from hamgrad.models.modular_native import available as native_available
-from hamgrad.models.modular_native import native_skinny_softmax_field
+from hamgrad.models.modular_native import native_softmax_modules_field
 from hamgrad.models.tied import SKINNY_DIM, check_fused, tied_field, use_fused
 from hamgrad.validation import check_choice, check_positive_int
 
@@ -139,14 +139,22 @@ class ModularGradNet(GradientModel):
         if not use_fused(self.fused, x.shape[0] * self.width * self.n_modules):
             return self._field_literal(x)
         k, h, d = self.weight.shape
+        if self.group and d < SKINNY_DIM and native_available(x):
+            # one graph node from the raw parameters (see modular_native)
+            return native_softmax_modules_field(
+                self.monotone,
+                x,
+                *(like(p, x) for p in (self.weight, self.bias, self.beta, self.alpha)),
+                like(self.out_bias, x),
+                *(like(p, x) for module in self.acts for p in module.parameters()),
+            )
         weight = like(self.weight, x).reshape(k * h, d)
         beta_t, alpha_t = self._scalings(x)
         cb = (beta_t[:, None] * like(self.bias, x)).reshape(k * h)
         c1, c2 = self._stacked_coefficients(x)
         out_bias = like(self.out_bias, x)
         if self.group and d < SKINNY_DIM:
-            skinny = native_skinny_softmax_field if native_available(x) else skinny_softmax_field
-            return skinny(
+            return skinny_softmax_field(
                 x,
                 weight,
                 out_bias,

@@ -5,7 +5,13 @@ The same map as :func:`hamgrad.models.modular_kernel.skinny_softmax_field`,
 no ``(N, K·h)`` array is ever written: the products with ``W`` (``d`` small) run inside the
 loops, one module at a time so that its accumulators stay in cache, and the backward pass
 recomputes each row's softmax pair instead of storing it (one exponential per unit: ``σ⁻``
-comes from the reciprocals of ``σ⁺``'s exponentials whenever that cannot overflow).
+comes from the reciprocals of ``σ⁺``'s exponentials whenever that cannot overflow). Modules of at
+most 16 units (the 2-D benchmarks' h = 7) run loops over blocks of 32 rows instead, which fill
+the vector registers where a loop over 7 units cannot.
+
+:func:`native_softmax_modules_field` takes the network's raw parameters and is one autograd node:
+for small networks the torch operations that would otherwise map the parameters to the kernel's
+coefficients, and their graph, cost more than the loops themselves.
 """
 
 from __future__ import annotations

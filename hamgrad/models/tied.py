@@ -115,16 +115,28 @@ class _TiedField(torch.autograd.Function):
         h = weight.shape[0]
         keep = recording and any(ctx.needs_input_grad)
         n_keep = core.n_keep(theta)
+        ctx.skinny = skinny = d < SKINNY_DIM
+        # with a row scaling and wide inputs, s = r ⊙ (x Wᵀ) + a from the unscaled product,
+        # which is kept (one more (N, h) array) for ∂r = Σ_n g_s ⊙ x Wᵀ: no (h, d) temporaries
+        unscaled = in_scale is not None and not skinny
         if keep:
             # kept for the backward; back to the pool when this graph node is freed
-            bufs = saved_pool.acquire(n_keep + 1, (n, h), x.dtype, x.device)
+            bufs = saved_pool.acquire(n_keep + 1 + unscaled, (n, h), x.dtype, x.device)
             weakref.finalize(ctx, saved_pool.release, bufs)
-            ctx.block = bufs
+            ctx.block = bufs[: n_keep + 1]
         else:
-            bufs = scratch(core.tag + "/fwd", core.n_roll(theta) + 1, (n, h), x.dtype, x.device)
-        s = _pre(x, _scaled(weight, in_scale), in_bias, out=bufs[0])
+            rolled = core.n_roll(theta) + 1
+            bufs = scratch(core.tag + "/fwd", rolled + unscaled, (n, h), x.dtype, x.device)
+        if unscaled:
+            raw = torch.mm(x, weight.t(), out=bufs[-1])
+            ctx.raw = raw if keep else None
+            if in_bias is None:
+                s = torch.mul(raw, in_scale, out=bufs[0])
+            else:
+                s = torch.addcmul(in_bias, raw, in_scale, out=bufs[0])
+        else:
+            s = _pre(x, _scaled(weight, in_scale), in_bias, out=bufs[0])
         v = core.forward(s, theta, bufs[1:], keep)
-        ctx.skinny = skinny = d < SKINNY_DIM
         if skinny:
             f = torch.addmm(bias[:, None], weight.t(), v.t()).t()
         else:
@@ -153,12 +165,26 @@ class _TiedField(torch.autograd.Function):
         if not (need_x or need_w or need_r or need_a or any(need_theta)):
             return (None, None, *grads)
         n, h = x.shape[0], weight.shape[0]
-        weight_hat = _scaled(weight, in_scale)
         s, kept = block[0], block[1:]
         work = scratch(core.tag + "/bwd", core.n_work(theta) + 1, (n, h), x.dtype, x.device)
         torch.mm(g_f, weight.t(), out=work[-1])
         want_m = need_w or need_r
         skinny = ctx.skinny
+        if in_scale is not None and not skinny:
+            g_s, _, *g_theta = core.backward(s, theta, kept, work, need_theta, need_s=True)
+            grads[5:] = g_theta
+            if need_a:
+                grads[4] = g_s.sum(0)
+            if need_r:  # ∂r = Σ_n g_s ⊙ (x Wᵀ)
+                grads[3] = (g_s * ctx.raw).sum(0)
+            if need_x or need_w:
+                g_sr = g_s * in_scale  # ∂ℓ/∂(x Wᵀ)
+                if need_x:
+                    grads[0] = torch.mm(g_sr, weight)
+                if need_w:  # vᵀ g_f + (g_s ⊙ r)ᵀ x
+                    grads[1] = torch.addmm(torch.mm(kept[-1].t(), g_f), g_sr.t(), x)
+            return (None, None, *grads)
+        weight_hat = _scaled(weight, in_scale)
         offer = skinny and want_m and in_scale is None and in_bias is None  # then s = x Wᵀ
         g_s, m, *g_theta = core.backward(
             s,

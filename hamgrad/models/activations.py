@@ -76,6 +76,20 @@ def _cast(t: torch.Tensor, dtype: torch.dtype | None, device: torch.device | Non
     return t
 
 
+class _WeightedPair:
+    """Coefficients of the weighted activations: ``cls.map(a, b, monotone)`` of the parameters
+    ``a, b`` (per unit for wtanh, scalars for wsoftmax)."""
+
+    def coefficients(self, dtype=None, device=None):
+        return self.map(_cast(self.a, dtype, device), _cast(self.b, dtype, device), self.monotone)
+
+    @classmethod
+    def stacked_coefficients(cls, acts, dtype=None, device=None):
+        a = _cast(torch.stack([act.a for act in acts]), dtype, device)
+        b = _cast(torch.stack([act.b for act in acts]), dtype, device)
+        return cls.map(a, b, acts[0].monotone)
+
+
 class ElementwiseActivation(Activation):
     """``σ(z) = p ⊙ tanh(z) + q ⊙ z`` with per-unit ``p, q`` given by :meth:`coefficients`."""
 
@@ -117,7 +131,7 @@ class Tanh(ElementwiseActivation):
         return one, torch.zeros_like(one)
 
 
-class WTanh(ElementwiseActivation):
+class WTanh(_WeightedPair, ElementwiseActivation):
     """Weighted tanh with per-unit parameters ``a, b`` (initialised to ``1/width``).
 
     Monotone: ``sp(a) ⊙ tanh z + sp(b) ⊙ (z − tanh z)``; general: ``a ⊙ tanh z − b ⊙ (z − tanh z)``.
@@ -129,15 +143,6 @@ class WTanh(ElementwiseActivation):
         super().__init__(width, monotone=monotone)
         self.a = nn.Parameter(torch.full((self.width,), 1.0 / self.width))
         self.b = nn.Parameter(torch.full((self.width,), 1.0 / self.width))
-
-    def coefficients(self, dtype=None, device=None):
-        return self.map(_cast(self.a, dtype, device), _cast(self.b, dtype, device), self.monotone)
-
-    @classmethod
-    def stacked_coefficients(cls, acts, dtype=None, device=None):
-        a = _cast(torch.stack([act.a for act in acts]), dtype, device)
-        b = _cast(torch.stack([act.b for act in acts]), dtype, device)
-        return cls.map(a, b, acts[0].monotone)
 
     @staticmethod
     def map(a: torch.Tensor, b: torch.Tensor, monotone: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,7 +196,7 @@ class Softmax(GroupActivation):
         return one, torch.zeros_like(one)
 
 
-class WSoftmax(GroupActivation):
+class WSoftmax(_WeightedPair, GroupActivation):
     """Weighted softmax/softmin with scalar parameters ``a, b`` (initialised to 0.5).
 
     Monotone: ``sp(a)·softmax(z) − sp(b)·softmin(z)``; general: ``a·softmax(z) − b·softmin(z)``,
@@ -204,15 +209,6 @@ class WSoftmax(GroupActivation):
         super().__init__(width, monotone=monotone)
         self.a = nn.Parameter(torch.tensor(0.5))
         self.b = nn.Parameter(torch.tensor(0.5))
-
-    def coefficients(self, dtype=None, device=None):
-        return self.map(_cast(self.a, dtype, device), _cast(self.b, dtype, device), self.monotone)
-
-    @classmethod
-    def stacked_coefficients(cls, acts, dtype=None, device=None):
-        a = _cast(torch.stack([act.a for act in acts]), dtype, device)
-        b = _cast(torch.stack([act.b for act in acts]), dtype, device)
-        return cls.map(a, b, acts[0].monotone)
 
     @staticmethod
     def map(a: torch.Tensor, b: torch.Tensor, monotone: bool) -> tuple[torch.Tensor, torch.Tensor]:

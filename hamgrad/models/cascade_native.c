@@ -229,51 +229,39 @@ DEFINE_CASCADE(double, f64)
 DEFINE_SKINNY(float, f32)
 DEFINE_SKINNY(double, f64)
 
-/* Row-vectorised variant for narrow layers (h <= NARROW_H, e.g. the 2-D benchmarks' h = 7):
+/* Row-vectorised variant for narrow layers (h <= HG_NARROW_H, e.g. the 2-D benchmarks' h = 7):
  * with so few units the loops over them are too short to fill a vector, so these loops run over
- * blocks of NR rows instead, one unit at a time (the units of a cascade never meet until the
- * product with W). Same arithmetic as the skinny loops above, summed in another order. The
- * backward keeps a unit's L layers for the block in `rows` (2 L NR values). */
-#define NARROW_H 16
-#define NR 32
-
-#define DEFINE_NARROW(T, SUFFIX)                                                                \
+ * blocks of HG_BLOCK rows instead, one unit at a time (the units of a cascade never meet until
+ * the product with W). Same arithmetic as the skinny loops above, summed in another order. The
+ * backward keeps a unit's L layers for the block in `rows` (2 L HG_BLOCK values). */
+#define DEFINE_NARROW(T, SUFFIX)                                                                   \
     /* one unit over the rows q < m of a block: s = W_i x, the layers (y_l, sg_l) and v_i; the \
-     * layers go to ys, sgs (NR apart) when they are not NULL */                               \
-    HG_INLINE void narrow_unit_##SUFFIX(const T (*restrict xs)[NR], const T *restrict wt,       \
-                                        const T *restrict b2, const T *restrict k,              \
-                                        const T *restrict p4, const T *restrict Q,              \
-                                        const T *restrict P, T *restrict s, T *restrict v,      \
-                                        T *restrict ys, T *restrict sgs, ptrdiff_t i,           \
-                                        ptrdiff_t layers, ptrdiff_t h, ptrdiff_t d,             \
-                                        ptrdiff_t m)                                            \
+     * layers go to ys, sgs (HG_BLOCK apart) when they are not NULL */                         \
+    HG_INLINE void narrow_unit_##SUFFIX(T (*restrict xs)[HG_BLOCK], const T *restrict wt,      \
+                                        const T *restrict b2, const T *restrict k,             \
+                                        const T *restrict p4, const T *restrict Q,             \
+                                        const T *restrict P, T *restrict s, T *restrict v,     \
+                                        T *restrict ys, T *restrict sgs, ptrdiff_t i,          \
+                                        ptrdiff_t layers, ptrdiff_t h, ptrdiff_t d, ptrdiff_t m)\
     {                                                                                          \
-        T y[NR], sg[NR];                                                                       \
-        for (ptrdiff_t q = 0; q < m; ++q)                                                      \
-            s[q] = 0;                                                                          \
-        for (ptrdiff_t j = 0; j < d; ++j) {                                                    \
-            const T w = wt[j * h + i];                                                         \
-            for (ptrdiff_t q = 0; q < m; ++q)                                                  \
-                s[q] += w * xs[j][q];                                                          \
-        }                                                                                      \
+        T y[HG_BLOCK], sg[HG_BLOCK];                                                           \
+        hg_block_dot_##SUFFIX(xs, wt + i, h, s, m, d);                                         \
         for (ptrdiff_t l = 0; l < layers; ++l) {                                               \
             const T bl = b2[l * h + i], kl = k[l * h + i];                                     \
             if (l == 0)                                                                        \
-                for (ptrdiff_t q = 0; q < m; ++q) {                                            \
+                for (ptrdiff_t q = 0; q < m; ++q)                                              \
                     y[q] = bl * s[q] + kl;                                                     \
-                    sg[q] = sigmoid_##SUFFIX(y[q]);                                            \
-                }                                                                              \
             else {                                                                             \
                 const T pp = p4[(l - 1) * h + i], qp = Q[(l - 1) * h + i];                     \
-                for (ptrdiff_t q = 0; q < m; ++q) {                                            \
+                for (ptrdiff_t q = 0; q < m; ++q)                                              \
                     y[q] = bl * s[q] + kl + pp * sg[q] + qp * y[q];                            \
-                    sg[q] = sigmoid_##SUFFIX(y[q]);                                            \
-                }                                                                              \
             }                                                                                  \
+            for (ptrdiff_t q = 0; q < m; ++q)                                                  \
+                sg[q] = sigmoid_##SUFFIX(y[q]);                                                \
             if (ys)                                                                            \
                 for (ptrdiff_t q = 0; q < m; ++q) {                                            \
-                    ys[l * NR + q] = y[q];                                                     \
-                    sgs[l * NR + q] = sg[q];                                                   \
+                    ys[l * HG_BLOCK + q] = y[q];                                               \
+                    sgs[l * HG_BLOCK + q] = sg[q];                                             \
                 }                                                                              \
         }                                                                                      \
         const T PL = P[(layers - 1) * h + i], QL = Q[(layers - 1) * h + i];                    \
@@ -281,68 +269,43 @@ DEFINE_SKINNY(double, f64)
             v[q] = (T)2 * PL * sg[q] + (T)0.5 * QL * y[q] - PL;                                \
     }                                                                                          \
                                                                                                \
-    /* rows [n0, n0 + m) of the (N, d) array a, transposed into the block b (d, NR) */         \
-    HG_INLINE void narrow_load_##SUFFIX(const T *restrict a, T (*restrict b)[NR], ptrdiff_t n0, \
-                                        ptrdiff_t m, ptrdiff_t d)                              \
-    {                                                                                          \
-        for (ptrdiff_t q = 0; q < m; ++q)                                                      \
-            for (ptrdiff_t j = 0; j < d; ++j)                                                  \
-                b[j][q] = a[(n0 + q) * d + j];                                                 \
-    }                                                                                          \
-                                                                                               \
     HG_INLINE void narrow_forward_body_##SUFFIX(SKINNY_FORWARD_PARAMS(T))                      \
     {                                                                                          \
         (void)rows;                                                                            \
-        T xs[HG_MAX_DIM][NR], fs[HG_MAX_DIM][NR], s[NR], v[NR];                                      \
-        for (ptrdiff_t n0 = r0; n0 < r1; n0 += NR) {                                           \
-            const ptrdiff_t m = r1 - n0 < NR ? r1 - n0 : NR;                                   \
-            narrow_load_##SUFFIX(x, xs, n0, m, d);                                             \
-            for (ptrdiff_t j = 0; j < d; ++j)                                                  \
-                for (ptrdiff_t q = 0; q < m; ++q)                                              \
-                    fs[j][q] = c[j];                                                           \
+        T xs[HG_MAX_DIM][HG_BLOCK], fs[HG_MAX_DIM][HG_BLOCK], s[HG_BLOCK], v[HG_BLOCK];        \
+        for (ptrdiff_t n0 = r0; n0 < r1; n0 += HG_BLOCK) {                                     \
+            const ptrdiff_t m = r1 - n0 < HG_BLOCK ? r1 - n0 : HG_BLOCK;                       \
+            hg_block_load_##SUFFIX(x, xs, n0, m, d);                                           \
+            hg_block_fill_##SUFFIX(fs, c, m, d);                                               \
             for (ptrdiff_t i = 0; i < h; ++i) {                                                \
-                narrow_unit_##SUFFIX(xs, wt, b2, k, p4, Q, P, s, v, NULL, NULL, i, layers, h, \
-                                     d, m);                                                    \
-                for (ptrdiff_t j = 0; j < d; ++j) {                                            \
-                    const T w = wt[j * h + i];                                                 \
-                    for (ptrdiff_t q = 0; q < m; ++q)                                          \
-                        fs[j][q] += w * v[q];                                                  \
-                }                                                                              \
+                narrow_unit_##SUFFIX(xs, wt, b2, k, p4, Q, P, s, v, NULL, NULL, i, layers, h, d, m);\
+                hg_block_axpy_##SUFFIX(fs, wt + i, h, v, m, d);                                \
             }                                                                                  \
-            for (ptrdiff_t q = 0; q < m; ++q)                                                  \
-                for (ptrdiff_t j = 0; j < d; ++j)                                              \
-                    f[(n0 + q) * d + j] = fs[j][q];                                            \
+            hg_block_store_##SUFFIX(fs, f, n0, m, d);                                          \
         }                                                                                      \
     }                                                                                          \
                                                                                                \
     HG_INLINE void narrow_backward_body_##SUFFIX(SKINNY_BACKWARD_PARAMS(T))                    \
     {                                                                                          \
-        T xs[HG_MAX_DIM][NR], gfs[HG_MAX_DIM][NR], gxs[HG_MAX_DIM][NR];                                 \
-        T s[NR], v[NR], g[NR], gs[NR];                                                         \
-        T *ys = rows, *sgs = rows + layers * NR;                                               \
+        T xs[HG_MAX_DIM][HG_BLOCK], gfs[HG_MAX_DIM][HG_BLOCK], gxs[HG_MAX_DIM][HG_BLOCK];      \
+        T s[HG_BLOCK], v[HG_BLOCK], g[HG_BLOCK], gs[HG_BLOCK];                                 \
+        T *ys = rows, *sgs = rows + layers * HG_BLOCK;                                         \
         T *d_beta = acc, *d_c = acc + layers * h, *d_p = acc + 2 * layers * h;                 \
         T *d_q = acc + 3 * layers * h, *dwt = acc + 4 * layers * h;                            \
-        for (ptrdiff_t n0 = r0; n0 < r1; n0 += NR) {                                           \
-            const ptrdiff_t m = r1 - n0 < NR ? r1 - n0 : NR;                                   \
-            narrow_load_##SUFFIX(x, xs, n0, m, d);                                             \
-            narrow_load_##SUFFIX(gf, gfs, n0, m, d);                                           \
-            for (ptrdiff_t j = 0; j < d; ++j)                                                  \
-                for (ptrdiff_t q = 0; q < m; ++q)                                              \
-                    gxs[j][q] = 0;                                                             \
+        for (ptrdiff_t n0 = r0; n0 < r1; n0 += HG_BLOCK) {                                     \
+            const ptrdiff_t m = r1 - n0 < HG_BLOCK ? r1 - n0 : HG_BLOCK;                       \
+            hg_block_load_##SUFFIX(x, xs, n0, m, d);                                           \
+            hg_block_load_##SUFFIX(gf, gfs, n0, m, d);                                         \
+            hg_block_fill_##SUFFIX(gxs, NULL, m, d);                                           \
             for (ptrdiff_t i = 0; i < h; ++i) {                                                \
-                narrow_unit_##SUFFIX(xs, wt, b2, k, p4, Q, P, s, v, ys, sgs, i, layers, h, d,  \
-                                     m);                                                       \
+                narrow_unit_##SUFFIX(xs, wt, b2, k, p4, Q, P, s, v, ys, sgs, i, layers, h, d, m);\
+                hg_block_dot_##SUFFIX(gfs, wt + i, h, g, m, d);                                \
                 for (ptrdiff_t q = 0; q < m; ++q)                                              \
-                    g[q] = gs[q] = 0;                                                          \
-                for (ptrdiff_t j = 0; j < d; ++j) {                                            \
-                    const T w = wt[j * h + i];                                                 \
-                    for (ptrdiff_t q = 0; q < m; ++q)                                          \
-                        g[q] += w * gfs[j][q];                                                 \
-                }                                                                              \
+                    gs[q] = 0;                                                                 \
                 for (ptrdiff_t l = layers - 1; l >= 0; --l) {                                  \
                     const ptrdiff_t at = l * h + i;                                            \
                     const T pl = p4[at], ql = Q[at], bl = beta[at];                            \
-                    const T *restrict yl = ys + l * NR, *restrict sl = sgs + l * NR;           \
+                    const T *restrict yl = ys + l * HG_BLOCK, *restrict sl = sgs + l * HG_BLOCK;\
                     T sum_p = 0, sum_q = 0, sum_c = 0, sum_b = 0;                              \
                     for (ptrdiff_t q = 0; q < m; ++q) {                                        \
                         const T gq = g[q], sq = sl[q];                                         \
@@ -364,23 +327,19 @@ DEFINE_SKINNY(double, f64)
                     for (ptrdiff_t q = 0; q < m; ++q)                                          \
                         add += gs[q] * xs[j][q] + v[q] * gfs[j][q];                            \
                     dwt[j * h + i] += add;                                                     \
-                    const T w = wt[j * h + i];                                                 \
-                    for (ptrdiff_t q = 0; q < m; ++q)                                          \
-                        gxs[j][q] += w * gs[q];                                                \
                 }                                                                              \
+                hg_block_axpy_##SUFFIX(gxs, wt + i, h, gs, m, d);                              \
             }                                                                                  \
             if (gx)                                                                            \
-                for (ptrdiff_t q = 0; q < m; ++q)                                              \
-                    for (ptrdiff_t j = 0; j < d; ++j)                                          \
-                        gx[(n0 + q) * d + j] = gxs[j][q];                                      \
+                hg_block_store_##SUFFIX(gxs, gx, n0, m, d);                                    \
         }                                                                                      \
-    }
+    }                                                                                          \
 
 DEFINE_NARROW(float, f32)
 DEFINE_NARROW(double, f64)
 
 /* The skinny bodies, or the row-vectorised ones for narrow layers. */
-#define PICK(NARROW, WIDE) if (h <= NARROW_H) NARROW; else WIDE
+#define PICK(NARROW, WIDE) if (h <= HG_NARROW_H) NARROW; else WIDE
 
 #define SKINNY_FWD_f32(D) PICK(narrow_forward_body_f32(x, wt, c, b2, k, p4, Q, P, f, rows, layers, h, D, r0, r1), skinny_forward_body_f32(x, wt, c, b2, k, p4, Q, P, f, rows, layers, h, D, r0, r1))
 #define SKINNY_BWD_f32(D) PICK(narrow_backward_body_f32(x, wt, b2, k, p4, Q, P, beta, gf, gx, rows, acc, layers, h, D, r0, r1), skinny_backward_body_f32(x, wt, b2, k, p4, Q, P, beta, gf, gx, rows, acc, layers, h, D, r0, r1))

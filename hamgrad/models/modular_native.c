@@ -162,46 +162,29 @@
 DEFINE_SOFTMAX(float, f32, hg_exp_f32)
 DEFINE_SOFTMAX(double, f64, hg_exp_f64)
 
-/* Row-vectorised variant for narrow modules (h <= NARROW_H, e.g. the 2-D benchmarks' h = 7):
+/* Row-vectorised variant for narrow modules (h <= HG_NARROW_H, e.g. the 2-D benchmarks' h = 7):
  * the loops over a module's few units are too short to fill a vector, so these loops run over
- * blocks of NR rows instead. Both softmaxes take their own exponential (no reciprocal trick, so
- * no `limit` test per row). Scratch: the forward keeps (sp, sm, v) of a module for the block,
- * 3 h NR values; the backward (s, sp, sm, v, g), 5 h NR values (arrays of h rows NR apart). */
-#define NARROW_H 16
-#define NR 32
-
-#define DEFINE_NARROW(T, SUFFIX, EXP)                                                           \
-    /* rows [n0, n0 + m) of the (N, d) array a, transposed into the block b (d, NR) */         \
-    HG_INLINE void narrow_load_##SUFFIX(const T *restrict a, T (*restrict b)[NR], ptrdiff_t n0, \
-                                        ptrdiff_t m, ptrdiff_t d)                              \
-    {                                                                                          \
-        for (ptrdiff_t q = 0; q < m; ++q)                                                      \
-            for (ptrdiff_t j = 0; j < d; ++j)                                                  \
-                b[j][q] = a[(n0 + q) * d + j];                                                 \
-    }                                                                                          \
-                                                                                               \
+ * blocks of HG_BLOCK rows instead. Both softmaxes take their own exponential (no reciprocal
+ * trick, so no `limit` test per row). Scratch: the forward keeps (sp, sm, v) of a module for the
+ * block, 3 h HG_BLOCK values; the backward (s, sp, sm, v, g), 5 h HG_BLOCK values (arrays of h
+ * rows HG_BLOCK apart). */
+#define DEFINE_NARROW(T, SUFFIX, EXP)                                                              \
     /* One module (columns c0 .. c0 + h) over the rows q < m of a block: s = W x (into s when  \
      * not NULL), the normalised softmax(u) into sp and softmax(-u) into sm, and               \
-     * v = A sp - B sm into v (arrays of h rows, NR apart). */                                 \
-    HG_INLINE void narrow_module_##SUFFIX(const T (*restrict xs)[NR], const T *restrict wt,     \
-                                          const T *restrict r, const T *restrict a, T A, T B,   \
-                                          T *restrict s, T *restrict sp, T *restrict sm,        \
-                                          T *restrict v, ptrdiff_t hk, ptrdiff_t c0,            \
-                                          ptrdiff_t h, ptrdiff_t d, ptrdiff_t m)                \
+     * v = A sp - B sm into v (arrays of h rows, HG_BLOCK apart). */                           \
+    HG_INLINE void narrow_module_##SUFFIX(T (*restrict xs)[HG_BLOCK], const T *restrict wt,    \
+                                          const T *restrict r, const T *restrict a, T A, T B,  \
+                                          T *restrict s, T *restrict sp, T *restrict sm,       \
+                                          T *restrict v, ptrdiff_t hk, ptrdiff_t c0,           \
+                                          ptrdiff_t h, ptrdiff_t d, ptrdiff_t m)               \
     {                                                                                          \
-        T hi[NR], lo[NR], sum_p[NR], sum_m[NR];                                                \
+        T hi[HG_BLOCK], lo[HG_BLOCK], sum_p[HG_BLOCK], sum_m[HG_BLOCK];                        \
         for (ptrdiff_t i = 0; i < h; ++i) {                                                    \
-            T *restrict u = sp + i * NR;                                                       \
-            for (ptrdiff_t q = 0; q < m; ++q)                                                  \
-                u[q] = 0;                                                                      \
-            for (ptrdiff_t j = 0; j < d; ++j) {                                                \
-                const T w = wt[j * hk + c0 + i];                                               \
-                for (ptrdiff_t q = 0; q < m; ++q)                                              \
-                    u[q] += w * xs[j][q];                                                      \
-            }                                                                                  \
+            T *restrict u = sp + i * HG_BLOCK;                                                 \
+            hg_block_dot_##SUFFIX(xs, wt + c0 + i, hk, u, m, d);                               \
             if (s)                                                                             \
                 for (ptrdiff_t q = 0; q < m; ++q)                                              \
-                    s[i * NR + q] = u[q];                                                      \
+                    s[i * HG_BLOCK + q] = u[q];                                                \
             const T ri = r[c0 + i], ai = a[c0 + i];                                            \
             for (ptrdiff_t q = 0; q < m; ++q)                                                  \
                 u[q] = ri * u[q] + ai;                                                         \
@@ -217,7 +200,7 @@ DEFINE_SOFTMAX(double, f64, hg_exp_f64)
         for (ptrdiff_t q = 0; q < m; ++q)                                                      \
             sum_p[q] = sum_m[q] = 0;                                                           \
         for (ptrdiff_t i = 0; i < h; ++i) {                                                    \
-            T *restrict pi = sp + i * NR, *restrict mi = sm + i * NR;                          \
+            T *restrict pi = sp + i * HG_BLOCK, *restrict mi = sm + i * HG_BLOCK;              \
             for (ptrdiff_t q = 0; q < m; ++q) {                                                \
                 const T u = pi[q];                                                             \
                 pi[q] = EXP(u - hi[q]);                                                        \
@@ -231,7 +214,8 @@ DEFINE_SOFTMAX(double, f64, hg_exp_f64)
             sum_m[q] = (T)1 / sum_m[q];                                                        \
         }                                                                                      \
         for (ptrdiff_t i = 0; i < h; ++i) {                                                    \
-            T *restrict pi = sp + i * NR, *restrict mi = sm + i * NR, *restrict vi = v + i * NR; \
+            T *restrict pi = sp + i * HG_BLOCK, *restrict mi = sm + i * HG_BLOCK;              \
+            T *restrict vi = v + i * HG_BLOCK;                                                 \
             for (ptrdiff_t q = 0; q < m; ++q) {                                                \
                 pi[q] *= sum_p[q];                                                             \
                 mi[q] *= sum_m[q];                                                             \
@@ -244,28 +228,20 @@ DEFINE_SOFTMAX(double, f64, hg_exp_f64)
     {                                                                                          \
         (void)limit;                                                                           \
         const ptrdiff_t hk = k * h;                                                            \
-        T xs[MAX_DIM][NR], fs[MAX_DIM][NR];                                                    \
-        T *sp = rows, *sm = rows + h * NR, *v = rows + 2 * h * NR;                            \
-        for (ptrdiff_t n0 = r0; n0 < r1; n0 += NR) {                                           \
-            const ptrdiff_t m = r1 - n0 < NR ? r1 - n0 : NR;                                   \
-            narrow_load_##SUFFIX(x, xs, n0, m, d);                                             \
-            for (ptrdiff_t j = 0; j < d; ++j)                                                  \
-                for (ptrdiff_t q = 0; q < m; ++q)                                              \
-                    fs[j][q] = c[j];                                                           \
+        T xs[MAX_DIM][HG_BLOCK], fs[MAX_DIM][HG_BLOCK];                                        \
+        T *sp = rows, *sm = rows + h * HG_BLOCK, *v = rows + 2 * h * HG_BLOCK;                 \
+        for (ptrdiff_t n0 = r0; n0 < r1; n0 += HG_BLOCK) {                                     \
+            const ptrdiff_t m = r1 - n0 < HG_BLOCK ? r1 - n0 : HG_BLOCK;                       \
+            hg_block_load_##SUFFIX(x, xs, n0, m, d);                                           \
+            hg_block_fill_##SUFFIX(fs, c, m, d);                                               \
             for (ptrdiff_t mod = 0; mod < k; ++mod) {                                          \
                 const ptrdiff_t c0 = mod * h;                                                  \
-                narrow_module_##SUFFIX(xs, wt, r, a, A[mod], B[mod], NULL, sp, sm, v, hk, c0,  \
-                                       h, d, m);                                               \
+                narrow_module_##SUFFIX(xs, wt, r, a, A[mod], B[mod], NULL, sp, sm, v, hk, c0, h,\
+                                       d, m);                                                  \
                 for (ptrdiff_t i = 0; i < h; ++i)                                              \
-                    for (ptrdiff_t j = 0; j < d; ++j) {                                        \
-                        const T w = wt[j * hk + c0 + i];                                       \
-                        for (ptrdiff_t q = 0; q < m; ++q)                                      \
-                            fs[j][q] += w * v[i * NR + q];                                     \
-                    }                                                                          \
+                    hg_block_axpy_##SUFFIX(fs, wt + c0 + i, hk, v + i * HG_BLOCK, m, d);       \
             }                                                                                  \
-            for (ptrdiff_t q = 0; q < m; ++q)                                                  \
-                for (ptrdiff_t j = 0; j < d; ++j)                                              \
-                    f[(n0 + q) * d + j] = fs[j][q];                                            \
+            hg_block_store_##SUFFIX(fs, f, n0, m, d);                                          \
         }                                                                                      \
     }                                                                                          \
                                                                                                \
@@ -273,16 +249,16 @@ DEFINE_SOFTMAX(double, f64, hg_exp_f64)
     {                                                                                          \
         (void)limit;                                                                           \
         const ptrdiff_t hk = k * h;                                                            \
-        T xs[MAX_DIM][NR], gfs[MAX_DIM][NR], gxs[MAX_DIM][NR], rho[NR], mu[NR];                \
-        T *s = rows, *sp = s + h * NR, *sm = sp + h * NR, *v = sm + h * NR, *g = v + h * NR;   \
+        T xs[MAX_DIM][HG_BLOCK], gfs[MAX_DIM][HG_BLOCK], gxs[MAX_DIM][HG_BLOCK];               \
+        T rho[HG_BLOCK], mu[HG_BLOCK];                                                         \
+        T *s = rows, *sp = s + h * HG_BLOCK, *sm = sp + h * HG_BLOCK, *v = sm + h * HG_BLOCK;  \
+        T *g = v + h * HG_BLOCK;                                                               \
         T *dwt = acc, *dr = acc + d * hk, *da = dr + hk, *dA = da + hk, *dB = dA + k;          \
-        for (ptrdiff_t n0 = r0; n0 < r1; n0 += NR) {                                           \
-            const ptrdiff_t m = r1 - n0 < NR ? r1 - n0 : NR;                                   \
-            narrow_load_##SUFFIX(x, xs, n0, m, d);                                             \
-            narrow_load_##SUFFIX(gf, gfs, n0, m, d);                                           \
-            for (ptrdiff_t j = 0; j < d; ++j)                                                  \
-                for (ptrdiff_t q = 0; q < m; ++q)                                              \
-                    gxs[j][q] = 0;                                                             \
+        for (ptrdiff_t n0 = r0; n0 < r1; n0 += HG_BLOCK) {                                     \
+            const ptrdiff_t m = r1 - n0 < HG_BLOCK ? r1 - n0 : HG_BLOCK;                       \
+            hg_block_load_##SUFFIX(x, xs, n0, m, d);                                           \
+            hg_block_load_##SUFFIX(gf, gfs, n0, m, d);                                         \
+            hg_block_fill_##SUFFIX(gxs, NULL, m, d);                                           \
             for (ptrdiff_t mod = 0; mod < k; ++mod) {                                          \
                 const ptrdiff_t c0 = mod * h;                                                  \
                 const T Am = A[mod], Bm = B[mod];                                              \
@@ -290,15 +266,9 @@ DEFINE_SOFTMAX(double, f64, hg_exp_f64)
                 for (ptrdiff_t q = 0; q < m; ++q)                                              \
                     rho[q] = mu[q] = 0;                                                        \
                 for (ptrdiff_t i = 0; i < h; ++i) {                                            \
-                    T *restrict gi = g + i * NR;                                               \
-                    const T *restrict pi = sp + i * NR, *restrict mi = sm + i * NR;            \
-                    for (ptrdiff_t q = 0; q < m; ++q)                                          \
-                        gi[q] = 0;                                                             \
-                    for (ptrdiff_t j = 0; j < d; ++j) {                                        \
-                        const T w = wt[j * hk + c0 + i];                                       \
-                        for (ptrdiff_t q = 0; q < m; ++q)                                      \
-                            gi[q] += w * gfs[j][q];                                            \
-                    }                                                                          \
+                    T *restrict gi = g + i * HG_BLOCK;                                         \
+                    const T *restrict pi = sp + i * HG_BLOCK, *restrict mi = sm + i * HG_BLOCK;\
+                    hg_block_dot_##SUFFIX(gfs, wt + c0 + i, hk, gi, m, d);                     \
                     for (ptrdiff_t q = 0; q < m; ++q) {                                        \
                         rho[q] += pi[q] * gi[q];                                               \
                         mu[q] += mi[q] * gi[q];                                                \
@@ -312,13 +282,13 @@ DEFINE_SOFTMAX(double, f64, hg_exp_f64)
                 dA[mod] += sum_rho;                                                            \
                 dB[mod] -= sum_mu;                                                             \
                 for (ptrdiff_t i = 0; i < h; ++i) {                                            \
-                    T *restrict gi = g + i * NR;                                               \
-                    const T *restrict pi = sp + i * NR, *restrict mi = sm + i * NR;            \
-                    const T *restrict si = s + i * NR, *restrict vi = v + i * NR;              \
+                    T *restrict gi = g + i * HG_BLOCK;                                         \
+                    const T *restrict pi = sp + i * HG_BLOCK, *restrict mi = sm + i * HG_BLOCK;\
+                    const T *restrict si = s + i * HG_BLOCK, *restrict vi = v + i * HG_BLOCK;  \
                     const T ri = r[c0 + i];                                                    \
                     T sum_r = 0, sum_a = 0;                                                    \
                     for (ptrdiff_t q = 0; q < m; ++q) {                                        \
-                        const T gu = Am * pi[q] * (gi[q] - rho[q]) + Bm * mi[q] * (gi[q] - mu[q]); \
+                        const T gu = Am * pi[q] * (gi[q] - rho[q]) + Bm * mi[q] * (gi[q] - mu[q]);\
                         sum_r += gu * si[q];                                                   \
                         sum_a += gu;                                                           \
                         gi[q] = gu * ri;                                                       \
@@ -330,24 +300,20 @@ DEFINE_SOFTMAX(double, f64, hg_exp_f64)
                         for (ptrdiff_t q = 0; q < m; ++q)                                      \
                             add += gi[q] * xs[j][q] + vi[q] * gfs[j][q];                       \
                         dwt[j * hk + c0 + i] += add;                                           \
-                        const T w = wt[j * hk + c0 + i];                                       \
-                        for (ptrdiff_t q = 0; q < m; ++q)                                      \
-                            gxs[j][q] += w * gi[q];                                            \
                     }                                                                          \
+                    hg_block_axpy_##SUFFIX(gxs, wt + c0 + i, hk, gi, m, d);                    \
                 }                                                                              \
             }                                                                                  \
             if (gx)                                                                            \
-                for (ptrdiff_t q = 0; q < m; ++q)                                              \
-                    for (ptrdiff_t j = 0; j < d; ++j)                                          \
-                        gx[(n0 + q) * d + j] = gxs[j][q];                                      \
+                hg_block_store_##SUFFIX(gxs, gx, n0, m, d);                                    \
         }                                                                                      \
-    }
+    }                                                                                          \
 
 DEFINE_NARROW(float, f32, hg_exp_f32)
 DEFINE_NARROW(double, f64, hg_exp_f64)
 
 /* The per-row bodies, or the row-vectorised ones for narrow modules. */
-#define PICK(NARROW, WIDE) if (h <= NARROW_H) NARROW; else WIDE
+#define PICK(NARROW, WIDE) if (h <= HG_NARROW_H) NARROW; else WIDE
 #define FWD_ARGS(D) x, wt, c, r, a, A, B, f, rows, limit, k, h, D, r0, r1
 #define BWD_ARGS(D) x, wt, r, a, A, B, gf, gx, rows, acc, limit, k, h, D, r0, r1
 #define FWD_f32(D) PICK(narrow_forward_body_f32(FWD_ARGS(D)), forward_body_f32(FWD_ARGS(D)))
@@ -363,4 +329,4 @@ HG_ENTRY(softmax_skinny_forward_f64, SOFTMAX_FORWARD_PARAMS(double), HG_NO_DISPA
 HG_ENTRY(softmax_skinny_backward_f64, SOFTMAX_BACKWARD_PARAMS(double), HG_NO_DISPATCH, BWD_f64)
 
 /* Values of row scratch per thread that either pass needs, in units of h. */
-ptrdiff_t softmax_skinny_rows(void) { return 4 + 2 * ROWS > 5 * NR ? 4 + 2 * ROWS : 5 * NR; }
+ptrdiff_t softmax_skinny_rows(void) { return 4 + 2 * ROWS > 5 * HG_BLOCK ? 4 + 2 * ROWS : 5 * HG_BLOCK; }

@@ -94,6 +94,66 @@
     }                                                                                          \
 
 
+/* Blocks of rows for the row-vectorised loops of narrow layers (see *_native.c): an (N, d)
+ * array's rows [n0, n0 + m), m <= HG_BLOCK, held transposed as b[j][q], so that loops over the
+ * rows q of a block run over contiguous values. */
+#define HG_BLOCK 32     /* rows per block */
+#define HG_NARROW_H 16  /* layers or modules of at most this many units take these loops */
+
+#define HG_DEFINE_BLOCKS(T, SUFFIX)                                                             \
+    /* b[j][q] = a[(n0 + q) d + j] */                                                          \
+    HG_INLINE void hg_block_load_##SUFFIX(const T *restrict a, T (*restrict b)[HG_BLOCK],       \
+                                          ptrdiff_t n0, ptrdiff_t m, ptrdiff_t d)               \
+    {                                                                                          \
+        for (ptrdiff_t q = 0; q < m; ++q)                                                      \
+            for (ptrdiff_t j = 0; j < d; ++j)                                                  \
+                b[j][q] = a[(n0 + q) * d + j];                                                 \
+    }                                                                                          \
+                                                                                               \
+    /* a[(n0 + q) d + j] = b[j][q] */                                                          \
+    HG_INLINE void hg_block_store_##SUFFIX(T (*restrict b)[HG_BLOCK], T *restrict a,            \
+                                           ptrdiff_t n0, ptrdiff_t m, ptrdiff_t d)              \
+    {                                                                                          \
+        for (ptrdiff_t q = 0; q < m; ++q)                                                      \
+            for (ptrdiff_t j = 0; j < d; ++j)                                                  \
+                a[(n0 + q) * d + j] = b[j][q];                                                 \
+    }                                                                                          \
+                                                                                               \
+    /* b[j][q] = c[j] (0 where c is NULL) */                                                   \
+    HG_INLINE void hg_block_fill_##SUFFIX(T (*restrict b)[HG_BLOCK], const T *restrict c,       \
+                                          ptrdiff_t m, ptrdiff_t d)                             \
+    {                                                                                          \
+        for (ptrdiff_t j = 0; j < d; ++j)                                                      \
+            for (ptrdiff_t q = 0; q < m; ++q)                                                  \
+                b[j][q] = c ? c[j] : (T)0;                                                     \
+    }                                                                                          \
+                                                                                               \
+    /* b[j][q] += w[j stride] v[q]: one unit's contribution v W_i to the block's rows */       \
+    HG_INLINE void hg_block_axpy_##SUFFIX(T (*restrict b)[HG_BLOCK], const T *restrict w,       \
+                                          ptrdiff_t stride, const T *restrict v, ptrdiff_t m,   \
+                                          ptrdiff_t d)                                          \
+    {                                                                                          \
+        for (ptrdiff_t j = 0; j < d; ++j) {                                                    \
+            const T wj = w[j * stride];                                                        \
+            for (ptrdiff_t q = 0; q < m; ++q)                                                  \
+                b[j][q] += wj * v[q];                                                          \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
+    /* out[q] = sum_j w[j stride] b[j][q]: one unit's product W_i x for the block's rows */    \
+    HG_INLINE void hg_block_dot_##SUFFIX(T (*restrict b)[HG_BLOCK], const T *restrict w,        \
+                                         ptrdiff_t stride, T *restrict out, ptrdiff_t m,        \
+                                         ptrdiff_t d)                                           \
+    {                                                                                          \
+        for (ptrdiff_t q = 0; q < m; ++q)                                                      \
+            out[q] = 0;                                                                        \
+        for (ptrdiff_t j = 0; j < d; ++j) {                                                    \
+            const T wj = w[j * stride];                                                        \
+            for (ptrdiff_t q = 0; q < m; ++q)                                                  \
+                out[q] += wj * b[j][q];                                                        \
+        }                                                                                      \
+    }
+
 /* Calls CALL(d) with d a compile-time constant for the common small d, so that the loops over d
  * inlined into CALL are unrolled and their sums kept in registers; CALL(d) as is otherwise.
  * (Each case is a full copy of the kernel: the list is short to keep the build at seconds.) */
@@ -114,5 +174,7 @@
 
 HG_DEFINE_DOTS(float, f32)
 HG_DEFINE_DOTS(double, f64)
+HG_DEFINE_BLOCKS(float, f32)
+HG_DEFINE_BLOCKS(double, f64)
 
 #endif

@@ -202,7 +202,10 @@ class _TiedField(torch.autograd.Function):
             grads[0] = torch.mm(g_s, weight_hat)
         if need_a:
             grads[4] = g_s.sum(0)
-        if want_m:
+        if want_m and m is None and not (skinny or need_r) and in_scale is None:
+            # ∂W = vᵀ g_f + g_sᵀ x in one product-and-add (no M temporary)
+            grads[1] = torch.addmm(torch.mm(v.t(), g_f), g_s.t(), x)
+        elif want_m:
             if m is None:  # M = g_sᵀ x, (h, d)
                 m = torch.mm(x.t(), g_s).t() if skinny else torch.mm(g_s.t(), x)
             if need_r:

@@ -250,3 +250,13 @@ def test_cli_threads_option_sets_torch_threads_and_refuses_zero(capsys):
     assert main([*base, "--threads", "0"]) == 2
     err = capsys.readouterr().err
     assert "--threads must be a positive integer, got 0" in err
+
+
+def test_tuned_polymax_learning_rates_fall_with_dimension():
+    """Three peak rates per model, ten times lower from d = 1024 (as the published best rates)."""
+    for model, low_d, high_d in [
+        ("mgradnet-m", (3e-2, 1e-2, 3e-3), (3e-3, 1e-3, 3e-4)),
+        ("mgradnet-c", (1e-2, 3e-3, 1e-3), (1e-3, 3e-4, 1e-4)),
+    ]:
+        assert make_plan("polymax", model, dim=256, protocol="tuned").lrs == low_d
+        assert make_plan("polymax", model, dim=1024, protocol="tuned").lrs == high_d

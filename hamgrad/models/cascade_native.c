@@ -341,10 +341,12 @@ DEFINE_NARROW(double, f64)
 /* The skinny bodies, or the row-vectorised ones for narrow layers. */
 #define PICK(NARROW, WIDE) if (h <= HG_NARROW_H) NARROW; else WIDE
 
-#define SKINNY_FWD_f32(D) PICK(narrow_forward_body_f32(x, wt, c, b2, k, p4, Q, P, f, rows, layers, h, D, r0, r1), skinny_forward_body_f32(x, wt, c, b2, k, p4, Q, P, f, rows, layers, h, D, r0, r1))
-#define SKINNY_BWD_f32(D) PICK(narrow_backward_body_f32(x, wt, b2, k, p4, Q, P, beta, gf, gx, rows, acc, layers, h, D, r0, r1), skinny_backward_body_f32(x, wt, b2, k, p4, Q, P, beta, gf, gx, rows, acc, layers, h, D, r0, r1))
-#define SKINNY_FWD_f64(D) PICK(narrow_forward_body_f64(x, wt, c, b2, k, p4, Q, P, f, rows, layers, h, D, r0, r1), skinny_forward_body_f64(x, wt, c, b2, k, p4, Q, P, f, rows, layers, h, D, r0, r1))
-#define SKINNY_BWD_f64(D) PICK(narrow_backward_body_f64(x, wt, b2, k, p4, Q, P, beta, gf, gx, rows, acc, layers, h, D, r0, r1), skinny_backward_body_f64(x, wt, b2, k, p4, Q, P, beta, gf, gx, rows, acc, layers, h, D, r0, r1))
+#define SKINNY_FWD_ARGS(D) x, wt, c, b2, k, p4, Q, P, f, rows, layers, h, D, r0, r1
+#define SKINNY_BWD_ARGS(D) x, wt, b2, k, p4, Q, P, beta, gf, gx, rows, acc, layers, h, D, r0, r1
+#define SKINNY_FWD_f32(D) PICK(narrow_forward_body_f32(SKINNY_FWD_ARGS(D)), skinny_forward_body_f32(SKINNY_FWD_ARGS(D)))
+#define SKINNY_BWD_f32(D) PICK(narrow_backward_body_f32(SKINNY_BWD_ARGS(D)), skinny_backward_body_f32(SKINNY_BWD_ARGS(D)))
+#define SKINNY_FWD_f64(D) PICK(narrow_forward_body_f64(SKINNY_FWD_ARGS(D)), skinny_forward_body_f64(SKINNY_FWD_ARGS(D)))
+#define SKINNY_BWD_f64(D) PICK(narrow_backward_body_f64(SKINNY_BWD_ARGS(D)), skinny_backward_body_f64(SKINNY_BWD_ARGS(D)))
 
 /* The exported entry points: float32 (the training precision) gets the small-d copies of
  * HG_DISPATCH_D, float64 the generic loops. */

@@ -101,6 +101,20 @@ def _activation_coefficients(monotone: bool, like_t: torch.Tensor, act) -> tuple
     return WSoftmax.map(torch.stack(act[0::2]), torch.stack(act[1::2]), monotone)
 
 
+def _scalings(monotone: bool, beta, alpha, act) -> tuple:
+    """``(β̃, α̃, c₁, c₂)``, each ``(K,)``: the modules' scalings and activation coefficients."""
+    alpha_t = F.softplus(alpha) if monotone else alpha
+    return (F.softplus(beta), alpha_t, *_activation_coefficients(monotone, alpha, act))
+
+
+def _kernel_coefficients(scalings, bias) -> tuple:
+    """``(A, B, r, a)`` of the kernel from :func:`_scalings` and the hidden biases ``(K, h)``."""
+    beta_t, alpha_t, c1, c2 = scalings
+    k, h = bias.shape
+    r = beta_t[:, None].expand(k, h).reshape(k * h)
+    return alpha_t * c1, alpha_t * c2, r, (beta_t[:, None] * bias).reshape(k * h)
+
+
 def module_coefficients(monotone: bool, beta, alpha, bias, act):
     """The kernel's coefficients from a GradNet-M's parameters, in differentiable torch ops.
 
@@ -109,12 +123,7 @@ def module_coefficients(monotone: bool, beta, alpha, bias, act):
     ``(A, B, r, a)``: ``A = α̃·c₁``, ``B = α̃·c₂`` ``(K,)``, the input scaling ``r = β̃`` per unit and
     bias ``a = β̃·b`` ``(K·h,)``.
     """
-    k, h = bias.shape
-    beta_t = F.softplus(beta)
-    alpha_t = F.softplus(alpha) if monotone else alpha
-    c1, c2 = _activation_coefficients(monotone, alpha, act)
-    r = beta_t[:, None].expand(k, h).reshape(k * h)
-    return alpha_t * c1, alpha_t * c2, r, (beta_t[:, None] * bias).reshape(k * h)
+    return _kernel_coefficients(_scalings(monotone, beta, alpha, act), bias)
 
 
 def _modules_reference(monotone, x, weight, bias, beta, alpha, out_bias, *act):
@@ -136,11 +145,12 @@ class _NativeSoftmaxModules(torch.autograd.Function):
     @staticmethod
     def forward(ctx, monotone, x, weight, bias, beta, alpha, out_bias, *act):
         k, h, d = weight.shape
-        A, B, r, a = module_coefficients(monotone, beta, alpha, bias, act)
+        scalings = _scalings(monotone, beta, alpha, act)
+        A, B, r, a = _kernel_coefficients(scalings, bias)
         wt = weight.detach().reshape(k * h, d).t().contiguous()
         f = _forward_call(x, wt, out_bias, A, B, r, a)
         ctx.save_for_backward(x, weight, bias, beta, alpha, out_bias, *act)
-        ctx.monotone, ctx.wt, ctx.coefficients = monotone, wt, (A, B, r, a)
+        ctx.monotone, ctx.wt, ctx.scalings, ctx.coefficients = monotone, wt, scalings, (A, B, r, a)
         return f
 
     @staticmethod
@@ -155,11 +165,9 @@ class _NativeSoftmaxModules(torch.autograd.Function):
         k, h, d = weight.shape
         A, B, r, a = ctx.coefficients
         g_x, d_w, d_r, d_a, d_big_a, d_big_b = _backward_call(x, ctx.wt, A, B, r, a, g_f, needs[0])
-        beta_t = r.view(k, h)[:, 0]
+        beta_t, alpha_t, c1, c2 = ctx.scalings
         d_a = d_a.view(k, h)
         d_beta = (d_r.view(k, h) + d_a * bias).sum(1) * torch.sigmoid(beta)
-        alpha_t = F.softplus(alpha) if monotone else alpha
-        c1, c2 = _activation_coefficients(monotone, alpha, act)
         d_alpha = d_big_a * c1 + d_big_b * c2
         if monotone:
             d_alpha = d_alpha * torch.sigmoid(alpha)

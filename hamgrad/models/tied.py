@@ -168,24 +168,24 @@ class _TiedField(torch.autograd.Function):
         s, kept = block[0], block[1:]
         work = scratch(core.tag + "/bwd", core.n_work(theta) + 1, (n, h), x.dtype, x.device)
         torch.mm(g_f, weight.t(), out=work[-1])
-        want_m = need_w or need_r
-        skinny = ctx.skinny
-        if in_scale is not None and not skinny:
+        if not ctx.skinny:
+            # wide inputs: ∂W = vᵀ g_f + (g_s ⊙ r)ᵀ x in one product-and-add (no (h, d)
+            # temporaries) and ∂r = Σ_n g_s ⊙ (x Wᵀ) from the product kept by the forward pass
             g_s, _, *g_theta = core.backward(s, theta, kept, work, need_theta, need_s=True)
             grads[5:] = g_theta
             if need_a:
                 grads[4] = g_s.sum(0)
-            if need_r:  # ∂r = Σ_n g_s ⊙ (x Wᵀ)
+            if need_r:
                 grads[3] = (g_s * ctx.raw).sum(0)
-            if need_x or need_w:
-                g_sr = g_s * in_scale  # ∂ℓ/∂(x Wᵀ)
-                if need_x:
-                    grads[0] = torch.mm(g_sr, weight)
-                if need_w:  # vᵀ g_f + (g_s ⊙ r)ᵀ x
-                    grads[1] = torch.addmm(torch.mm(kept[-1].t(), g_f), g_sr.t(), x)
+            g_in = g_s if in_scale is None else g_s * in_scale  # ∂ℓ/∂(x Wᵀ)
+            if need_x:
+                grads[0] = torch.mm(g_in, weight)
+            if need_w:
+                grads[1] = torch.addmm(torch.mm(kept[-1].t(), g_f), g_in.t(), x)
             return (None, None, *grads)
-        weight_hat = _scaled(weight, in_scale)
-        offer = skinny and want_m and in_scale is None and in_bias is None  # then s = x Wᵀ
+        # skinny products (small d): transposed operands, and the core may return M = g_sᵀ x
+        want_m = need_w or need_r
+        offer = want_m and in_scale is None and in_bias is None  # then s = x Wᵀ
         g_s, m, *g_theta = core.backward(
             s,
             theta,
@@ -199,19 +199,16 @@ class _TiedField(torch.autograd.Function):
         v = kept[-1]
         grads[5:] = g_theta
         if need_x:
-            grads[0] = torch.mm(g_s, weight_hat)
+            grads[0] = torch.mm(g_s, _scaled(weight, in_scale))
         if need_a:
             grads[4] = g_s.sum(0)
-        if want_m and m is None and not (skinny or need_r) and in_scale is None:
-            # ∂W = vᵀ g_f + g_sᵀ x in one product-and-add (no M temporary)
-            grads[1] = torch.addmm(torch.mm(v.t(), g_f), g_s.t(), x)
-        elif want_m:
+        if want_m:
             if m is None:  # M = g_sᵀ x, (h, d)
-                m = torch.mm(x.t(), g_s).t() if skinny else torch.mm(g_s.t(), x)
+                m = torch.mm(x.t(), g_s).t()
             if need_r:
                 grads[3] = (m * weight).sum(1)
             if need_w:
-                out_part = torch.mm(g_f.t(), v).t() if skinny else torch.mm(v.t(), g_f)
+                out_part = torch.mm(g_f.t(), v).t()
                 if in_scale is None:
                     grads[1] = out_part.add_(m)
                 else:
